@@ -1,0 +1,223 @@
+"""Host-side data: checksummed MNIST IDX files, tfds image datasets, and fixed-shape splits.
+
+Everything here is numpy until :func:`make_pool` / :func:`make_split` hand arrays to the device.
+A dataset is a :class:`Raw` (uint8 images, int labels); a protocol turns it into :class:`Data`:
+
+* ``seed`` (the article): pool = first 4000 training images, early stopping AND reporting on the
+  first 400 test images.
+* ``dev`` (honest): pool = the first ``pool_size`` training images, early stopping on the last
+  ``dev_size`` training images (never in the pool), reporting on the full test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+DEFAULT_DATA_DIR = Path("data")
+FETCH_HINT = "run `make data`"
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(Exception):
+    """A data file is missing, truncated or corrupt. The message is one line and says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Raw:
+    """A labeled image dataset on the host: images (n, H, W) uint8, labels (n,) int."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    name: str = "mnist"
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.train_y.max(), self.test_y.max())) + 1
+
+
+# ----------------------------------------------------------------------------- IDX files
+
+
+def parse_idx(buf: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode one IDX file's bytes into an array, checking the magic number and the size."""
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
+        raise DataError(f"{name}: not an IDX file (bad magic number); delete it and {FETCH_HINT}")
+    ndim = buf[3]
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise DataError(f"{name}: truncated IDX header; delete it and {FETCH_HINT}")
+    shape = tuple(int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[buf[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(buf) != expected:
+        raise DataError(
+            f"{name}: {len(buf)} bytes where its header promises {expected} (truncated or padded);"
+            f" delete it and {FETCH_HINT}"
+        )
+    return np.frombuffer(buf, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | Path, sha256: str | None = None) -> np.ndarray:
+    """Read a plain or ``.gz`` IDX file; verify the SHA-256 of its uncompressed bytes if given."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        buf = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; {FETCH_HINT}") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: unreadable ({err}); delete it and {FETCH_HINT}") from None
+    if sha256 is not None and hashlib.sha256(buf).hexdigest() != sha256:
+        raise DataError(f"{path}: wrong SHA-256 checksum (corrupt download?); delete it and {FETCH_HINT}")
+    return parse_idx(buf, str(path))
+
+
+def find_idx(data_dir: Path, stem: str) -> Path:
+    """The path of ``stem`` in ``data_dir``, plain or gzipped (plain if neither exists)."""
+    for candidate in (data_dir / stem, data_dir / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    return data_dir / stem
+
+
+def load_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "mnist", *, verify: bool = True) -> Raw:
+    """MNIST from its four official IDX files (checksums of DESIGN §8 verified by default)."""
+    data_dir = Path(data_dir)
+    arrays = {
+        stem: read_idx(find_idx(data_dir, stem), sha if verify else None)
+        for stem, sha in MNIST_SHA256.items()
+    }
+    return Raw(
+        train_x=arrays["train-images-idx3-ubyte"],
+        train_y=arrays["train-labels-idx1-ubyte"].astype(np.int32),
+        test_x=arrays["t10k-images-idx3-ubyte"],
+        test_y=arrays["t10k-labels-idx1-ubyte"].astype(np.int32),
+        name="mnist",
+    )
+
+
+def load_tfds(name: str, data_dir: str | Path | None = None) -> Raw:
+    """Any tfds image-classification dataset (mnist, fashion_mnist, kmnist, ...) as a :class:`Raw`.
+
+    Uses ``tfds.data_source`` (random access, no TensorFlow needed once the dataset is prepared).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        sources = tfds.data_source(name, split=["train", "test"], data_dir=data_dir)
+    except Exception as err:  # tfds raises many types; all mean "not available here"
+        raise DataError(f"tfds dataset {name!r} unavailable ({type(err).__name__}); prepare it with tfds first") from None
+
+    def to_numpy(source) -> tuple[np.ndarray, np.ndarray]:
+        items = [source[i] for i in range(len(source))]
+        images = np.stack([np.asarray(item["image"]) for item in items])
+        if images.ndim == 4 and images.shape[-1] == 1:
+            images = images[..., 0]
+        return images.astype(np.uint8), np.array([int(item["label"]) for item in items], np.int32)
+
+    (train_x, train_y), (test_x, test_y) = map(to_numpy, sources)
+    return Raw(train_x, train_y, test_x, test_y, name=name)
+
+
+# ----------------------------------------------------------------------------- device splits
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A labeled evaluation set on the device: x (n, D) float32, y (n,) int32."""
+
+    x: jax.Array
+    y: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """The unlabeled pool on the device, padded to a fixed size.
+
+    x (N, D) float32 features, y (N,) int32 oracle labels (hidden from strategies), valid (N,) bool
+    (False on padding rows, which are never selected).
+    """
+
+    x: jax.Array
+    y: jax.Array
+    valid: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Everything one experiment reads: the pool, the early-stopping set, the reporting set."""
+
+    pool: Pool
+    eval: Split
+    test: Split
+
+
+def features(images: np.ndarray) -> np.ndarray:
+    """uint8 images (n, ...) -> (n, D) float32 in [0, 1], rounded as float64 `x / 255` then cast."""
+    return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
+
+
+def make_pool(x: np.ndarray, y: np.ndarray, size: int | None = None) -> Pool:
+    """A device pool from features (n, D) and labels (n,), zero-padded to ``size`` rows."""
+    n = len(x)
+    size = n if size is None else size
+    if size < n:
+        raise ValueError(f"pool padding size {size} is smaller than the pool ({n})")
+    if not np.isfinite(x).all():
+        raise DataError("pool features contain NaN or infinite values; clean the input features")
+    pad = size - n
+    return Pool(
+        x=jnp.asarray(np.pad(x, ((0, pad), (0, 0)))),
+        y=jnp.asarray(np.pad(y.astype(np.int32), (0, pad))),
+        valid=jnp.asarray(np.arange(size) < n),
+    )
+
+
+def make_split(x: np.ndarray, y: np.ndarray) -> Split:
+    return Split(x=jnp.asarray(x), y=jnp.asarray(y.astype(np.int32)))
+
+
+def seed_data(raw: Raw, pool_size: int = 4000, test_size: int = 400) -> Data:
+    """The article's split: early stopping and reporting both on the first ``test_size`` test images."""
+    test = make_split(features(raw.test_x[:test_size]), raw.test_y[:test_size])
+    return Data(pool=make_pool(features(raw.train_x[:pool_size]), raw.train_y[:pool_size]), eval=test, test=test)
+
+
+def dev_data(raw: Raw, pool_size: int | None = 4000, dev_size: int = 1000, pad_to: int | None = None) -> Data:
+    """The honest split: dev = the last ``dev_size`` training images, pool = the first ``pool_size``
+    (all the others if None), test = the whole test set."""
+    n_train = len(raw.train_x) - dev_size
+    pool_size = n_train if pool_size is None else pool_size
+    if pool_size > n_train:
+        raise ValueError(f"pool_size {pool_size} + dev_size {dev_size} exceeds the {len(raw.train_x)} training images")
+    return Data(
+        pool=make_pool(features(raw.train_x[:pool_size]), raw.train_y[:pool_size], pad_to),
+        eval=make_split(features(raw.train_x[n_train:]), raw.train_y[n_train:]),
+        test=make_split(features(raw.test_x), raw.test_y),
+    )
+
+
+PROTOCOLS = {"seed": seed_data, "dev": dev_data}

@@ -1,0 +1,250 @@
+"""The active-learning loop as one compiled program.
+
+``make_run(config)`` returns ``run(data, hyper, key) -> (state, info)``: initial labels, a fit, then
+``config.rounds`` rounds of score -> select -> label -> fit under ``lax.scan``. ``info`` is a
+:class:`RoundInfo` whose arrays have a leading axis of ``rounds + 1`` (the initial fit, then each
+round). Seeds are a vmap axis::
+
+    run = jax.jit(jax.vmap(make_run(config), in_axes=(None, None, 0)))
+    state, info = run(data, Hyper(), jax.random.split(jax.random.key(0), 64))
+
+``make_rounds(config)`` continues an existing state (the article's auto-labeling phases start
+from the active-learning state, optimiser moments included); :func:`grow` enlarges its label buffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aljax.data import Data
+from aljax.models import MODELS, Model, Params
+from aljax.optim import OPTIMIZERS
+from aljax.strategies import STRATEGIES, Context, select
+from aljax.train import fit, mean_weights, n_correct
+
+INITIAL = ("first", "random")
+ORACLES = ("true", "model")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static, hashable experiment settings: everything that fixes a shape or a branch.
+
+    n_initial labels are taken first (``initial='first'``: the first rows in pool order, the
+    article's "label manually"; ``'random'``: a random subset), then ``rounds`` rounds each label
+    ``query_size`` rows chosen by ``strategy``. ``oracle='true'`` reveals pool labels;
+    ``'model'`` auto-labels with the model's argmax. ``capacity`` is the label buffer's length
+    (default: every label this config will ever take).
+    """
+
+    strategy: str = "least_confidence"
+    n_initial: int = 10
+    query_size: int = 10
+    rounds: int = 39
+    initial: str = "first"
+    oracle: str = "true"
+    model: str = "softmax_regression"
+    n_classes: int = 10
+    init_scale: float = 0.0
+    optimizer: str = "tf1_adam"
+    capacity: int | None = None
+
+    def __post_init__(self):
+        for name, value, valid in (
+            ("strategy", self.strategy, STRATEGIES),
+            ("initial", self.initial, INITIAL),
+            ("oracle", self.oracle, ORACLES),
+            ("model", self.model, MODELS),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+        ):
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+        for name in ("n_initial", "query_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+
+    @property
+    def budget(self) -> int:
+        """Labels held after the last round."""
+        return self.n_initial + self.rounds * self.query_size
+
+    @property
+    def buffer(self) -> int:
+        return self.budget if self.capacity is None else self.capacity
+
+    def build_model(self, n_features: int) -> Model:
+        return MODELS[self.model](n_features, self.n_classes, init_scale=self.init_scale)
+
+    def build_optimizer(self, hyper: Hyper) -> optax.GradientTransformation:
+        return OPTIMIZERS[self.optimizer](hyper.learning_rate)
+
+    def check_pool(self, n_valid: int) -> None:
+        """Raise a one-line ValueError if the pool cannot supply this config's labels."""
+        if self.budget > n_valid:
+            raise ValueError(
+                f"budget of {self.budget} labels ({self.n_initial} initial + {self.rounds} rounds x "
+                f"{self.query_size}) exceeds the pool of {n_valid}; lower rounds or query size"
+            )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """Traced hyper-parameters (sweepable with vmap): learning rate, patience, step bound of a fit."""
+
+    learning_rate: jax.Array = dataclasses.field(default_factory=lambda: jnp.float32(0.1))
+    patience: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(10))
+    max_steps: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(10_000))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class State:
+    """The immutable experiment state (arrays only).
+
+    labeled (N,) bool; order (L,) int32: pool indices in acquisition order (rows >= n_labeled are 0);
+    targets (L,) int32: the label each acquired row was given (true or auto); n_labeled () int32.
+    """
+
+    params: Params
+    opt_state: optax.OptState
+    labeled: jax.Array
+    order: jax.Array
+    targets: jax.Array
+    n_labeled: jax.Array
+    key: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RoundInfo:
+    """Per-fit metrics (scalars; stacked over rounds by the scan).
+
+    n_labeled; eval_correct (early-stopping set); test_accuracy (reporting set); steps (optimiser
+    steps of this fit); wrong_labels (acquired targets that differ from the truth).
+    """
+
+    n_labeled: jax.Array
+    eval_correct: jax.Array
+    test_accuracy: jax.Array
+    steps: jax.Array
+    wrong_labels: jax.Array
+
+
+def grow(state: State, capacity: int) -> State:
+    """The same state with its label buffer padded to ``capacity`` rows (for a longer next phase)."""
+    pad = capacity - state.order.shape[-1]
+    if pad < 0:
+        raise ValueError(f"cannot shrink the label buffer from {state.order.shape[-1]} to {capacity}")
+    widths = [(0, 0)] * (state.order.ndim - 1) + [(0, pad)]
+    return dataclasses.replace(state, order=jnp.pad(state.order, widths), targets=jnp.pad(state.targets, widths))
+
+
+def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
+    """Fit on the labeled buffer (gathered through ``order``) and report the round's metrics."""
+    mask = jnp.arange(state.order.shape[0]) < state.n_labeled
+    result = fit(
+        model.apply,
+        config.build_optimizer(hyper),
+        state.params,
+        state.opt_state,
+        data.pool.x[state.order],
+        state.targets,
+        mean_weights(mask),
+        data.eval,
+        hyper.patience,
+        hyper.max_steps,
+    )
+    state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
+    info = RoundInfo(
+        n_labeled=state.n_labeled,
+        eval_correct=result.correct,
+        test_accuracy=n_correct(model.apply, result.params, data.test) / data.test.y.shape[0],
+        steps=result.steps,
+        wrong_labels=jnp.sum(mask & (state.targets != data.pool.y[state.order]), dtype=jnp.int32),
+    )
+    return state, info
+
+
+def _acquire(state: State, idx: jax.Array, targets: jax.Array) -> State:
+    """Append pool rows ``idx`` (k,) with labels ``targets`` (k,) to the labeled buffer."""
+    return dataclasses.replace(
+        state,
+        labeled=state.labeled.at[idx].set(True),
+        order=jax.lax.dynamic_update_slice(state.order, idx.astype(jnp.int32), (state.n_labeled,)),
+        targets=jax.lax.dynamic_update_slice(state.targets, targets.astype(jnp.int32), (state.n_labeled,)),
+        n_labeled=state.n_labeled + idx.shape[0],
+    )
+
+
+def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> State:
+    """Initial params, optimiser state and the ``n_initial`` first labels (not yet fitted)."""
+    key, k_init, k_first = jax.random.split(key, 3)
+    model = config.build_model(data.pool.x.shape[1])
+    params = model.init(k_init)
+    n_pool = data.pool.size
+    if config.initial == "first":
+        first = jnp.arange(config.n_initial)
+    else:
+        first = select(jax.random.uniform(k_first, (n_pool,)), data.pool.valid, config.n_initial)
+    state = State(
+        params=params,
+        opt_state=config.build_optimizer(hyper).init(params),
+        labeled=jnp.zeros((n_pool,), bool),
+        order=jnp.zeros((config.buffer,), jnp.int32),
+        targets=jnp.zeros((config.buffer,), jnp.int32),
+        n_labeled=jnp.int32(0),
+        key=key,
+    )
+    return _acquire(state, first, data.pool.y[first])
+
+
+def make_rounds(config: Config):
+    """``rounds(data, hyper, state) -> (state, info)``: ``config.rounds`` query rounds from ``state``."""
+    strategy = STRATEGIES[config.strategy]
+
+    def al_round(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
+        model = config.build_model(data.pool.x.shape[1])
+        key, k_score = jax.random.split(state.key)
+        mask = jnp.arange(state.order.shape[0]) < state.n_labeled
+        ctx = Context(
+            apply=model.apply,
+            params=state.params,
+            x=data.pool.x,
+            selectable=data.pool.valid & ~state.labeled,
+            train_x=data.pool.x[state.order],
+            train_y=state.targets,
+            train_w=mean_weights(mask),
+        )
+        idx = select(strategy(k_score, ctx), ctx.selectable, config.query_size)
+        if config.oracle == "true":
+            targets = data.pool.y[idx]
+        else:
+            targets = jnp.argmax(model.apply(state.params, data.pool.x[idx]), axis=-1)
+        state = _acquire(dataclasses.replace(state, key=key), idx, targets)
+        return _fit_state(config, model, data, hyper, state)
+
+    def rounds(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
+        return jax.lax.scan(lambda s, _: al_round(data, hyper, s), state, length=config.rounds)
+
+    return rounds
+
+
+def make_run(config: Config):
+    """``run(data, hyper, key) -> (state, info)``: the whole experiment, info stacked over rounds + 1."""
+    rounds = make_rounds(config)
+
+    def run(data: Data, hyper: Hyper, key: jax.Array) -> tuple[State, RoundInfo]:
+        model = config.build_model(data.pool.x.shape[1])
+        state, first = _fit_state(config, model, data, hyper, init_state(config, data, hyper, key))
+        state, infos = rounds(data, hyper, state)
+        info = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, infos)
+        return state, info
+
+    return run

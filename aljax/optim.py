@@ -1,0 +1,57 @@
+"""Optimisers as optax ``GradientTransformation``s, including TensorFlow 1's exact Adam.
+
+The article trains with ``tf.train.AdamOptimizer(0.1)``. Its kernel (``training_ops.ApplyAdam``)
+orders the float32 arithmetic differently from ``optax.adam``, and the active-learning rows of the
+article depend on that rounding, so :func:`tf1_adam` reproduces it operation by operation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TF1AdamState(NamedTuple):
+    """m, v: pytrees like the params; b1_power, b2_power: float32 scalars β1^t, β2^t for the next step."""
+
+    m: optax.Updates
+    v: optax.Updates
+    b1_power: jax.Array
+    b2_power: jax.Array
+
+
+def tf1_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+    """TF1 ``AdamOptimizer`` in float32, bit-for-bit in operation order.
+
+    ``lr_t = lr·√(1−β2^t)/(1−β1^t)``; ``m += (g−m)(1−β1)``; ``v += (g²−v)(1−β2)``;
+    ``update = −(m·lr_t)/(√v + ε)``. β^t is kept as a float32 running product (TF's beta powers).
+    ``learning_rate`` may be a traced scalar, so it can be swept with ``vmap``.
+    """
+    f32 = jnp.float32
+    one = f32(1)
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return TF1AdamState(m=zeros, v=jax.tree.map(jnp.zeros_like, params), b1_power=f32(b1), b2_power=f32(b2))
+
+    def update(grads, state, params=None):
+        del params
+        lr = jnp.asarray(learning_rate, f32)
+        lr_t = lr * jnp.sqrt(one - state.b2_power) / (one - state.b1_power)
+        m = jax.tree.map(lambda m, g: m + (g - m) * (one - f32(b1)), state.m, grads)
+        v = jax.tree.map(lambda v, g: v + (g * g - v) * (one - f32(b2)), state.v, grads)
+        updates = jax.tree.map(lambda m, v: -(m * lr_t) / (jnp.sqrt(v) + f32(eps)), m, v)
+        new_state = TF1AdamState(m, v, state.b1_power * f32(b1), state.b2_power * f32(b2))
+        return updates, new_state
+
+    return optax.GradientTransformation(init, update)
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "tf1_adam": tf1_adam,
+    "adam": optax.adam,
+    "sgd": optax.sgd,
+}
