@@ -1,0 +1,32 @@
+# aljax: `make reproduce` runs the article's experiment; `make test` runs the tests.
+# Both create the virtual environment (.venv) and fetch MNIST (data/) themselves when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install data test reproduce reproduce-table bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(PY) -m aljax.fetch
+
+test: install data
+	$(PY) -m pytest -q
+
+reproduce: install data
+	$(PY) experiments/reproduce.py
+
+reproduce-table: install data
+	$(PY) experiments/reproduce.py --table-only
+
+clean:
+	rm -rf $(VENV) results/reproduce .pytest_cache

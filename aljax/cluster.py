@@ -1,0 +1,49 @@
+"""k-means in JAX: k-means++ seeding and Lloyd iterations, jit- and vmap-friendly (static k)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def sq_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
+    """Squared Euclidean distances (N, K) between rows of x (N, D) and centers (K, D)."""
+    return jnp.maximum(
+        jnp.sum(x * x, axis=1)[:, None] - 2 * x @ centers.T + jnp.sum(centers * centers, axis=1)[None, :], 0.0
+    )
+
+
+def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int, weights: jax.Array | None = None) -> jax.Array:
+    """Indices (k,) of k-means++ seeds among rows of x (N, D); rows with weight 0 are never chosen."""
+    n = x.shape[0]
+    weights = jnp.ones((n,)) if weights is None else weights.astype(x.dtype)
+    keys = jax.random.split(key, k)
+    first = jax.random.choice(keys[0], n, p=weights / jnp.sum(weights))
+    d2 = jnp.sum((x - x[first]) ** 2, axis=1)
+
+    def body(d2, key):
+        p = d2 * weights
+        i = jax.random.choice(key, n, p=p / jnp.maximum(jnp.sum(p), 1e-30))
+        return jnp.minimum(d2, jnp.sum((x - x[i]) ** 2, axis=1)), i
+
+    _, rest = jax.lax.scan(body, d2, keys[1:])
+    return jnp.concatenate([first[None], rest])
+
+
+def kmeans(key: jax.Array, x: jax.Array, k: int, iters: int = 50, weights: jax.Array | None = None):
+    """Lloyd's k-means on x (N, D) with k-means++ seeding; rows with weight 0 are ignored.
+
+    Returns (centers (k, D), assignment (N,) int32). An empty cluster keeps its previous center.
+    """
+    weights = jnp.ones((x.shape[0],), x.dtype) if weights is None else weights.astype(x.dtype)
+    centers = x[kmeans_plus_plus(key, x, k, weights)]
+
+    def step(centers, _):
+        assign = jnp.argmin(sq_distances(x, centers), axis=1)
+        onehot = jax.nn.one_hot(assign, k, dtype=x.dtype) * weights[:, None]
+        counts = jnp.sum(onehot, axis=0)
+        sums = onehot.T @ x
+        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], centers), None
+
+    centers, _ = jax.lax.scan(step, centers, None, length=iters)
+    return centers, jnp.argmin(sq_distances(x, centers), axis=1).astype(jnp.int32)

@@ -1,0 +1,39 @@
+"""Figures: learning curves with 95 % confidence bands (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aljax.metrics import mean_ci  # noqa: E402
+
+
+def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
+                ylabel: str = "test accuracy") -> Path:
+    """Draw mean curves with 95 % CI bands and save a PNG.
+
+    curves: name -> (labels (R,), accuracy (S, R) over S seeds, or (R,) for a single run).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (labels, acc) in curves.items():
+        acc = np.atleast_2d(acc)
+        mean, low, high = mean_ci(acc)
+        (line,) = ax.plot(labels, mean, label=f"{name} (n={acc.shape[0]})" if acc.shape[0] > 1 else name)
+        if acc.shape[0] > 1:
+            ax.fill_between(labels, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("labels")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
