@@ -3,6 +3,11 @@
 The article trains with ``tf.train.AdamOptimizer(0.1)``. Its kernel (``training_ops.ApplyAdam``)
 orders the float32 arithmetic differently from ``optax.adam``, and the active-learning rows of the
 article depend on that rounding, so :func:`tf1_adam` reproduces it operation by operation.
+
+Float note: on CPUs with FMA3, XLA:CPU fuses ``a + b·c`` into one fused multiply-add (one rounding
+instead of TF1's two), so jitted updates can differ from TF1 in the last bit after a few steps.
+Eager execution, or ``XLA_FLAGS=--xla_cpu_max_isa=AVX``, is bit-exact (tests/test_optim.py). The
+article's six rows come out identical either way; the default keeps FMA because it is faster.
 """
 
 from __future__ import annotations
