@@ -292,12 +292,12 @@ def init_project(root: str | Path, data: str | Path, classes: Sequence[str], see
     if not 0 <= holdout_fraction < 1:
         raise LabelingError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     settings = Settings(classes=tuple(c.strip() for c in classes), **settings)
+    if not data.exists():
+        raise LabelingError(f"{data}: no such file or folder")
     if data.is_dir():
         ids, paths, x, shape = load_images(data, size)
     elif data.suffix.lower() in (".npy", ".npz"):
         ids, paths, x, shape = load_array(data)
-    elif not data.exists():
-        raise LabelingError(f"{data}: no such file or folder")
     else:
         raise LabelingError(f"{data}: give a folder of images or a .npy/.npz feature array")
     settings = dataclasses.replace(settings, image_shape=shape)
