@@ -12,7 +12,8 @@ A labeling project is one folder, and that folder is the whole state::
 Every file is written atomically (temp file + ``os.replace``), so a crash or Ctrl-C leaves either
 the old or the new version, and never loses a label already added. ``labels.csv`` is the
 authority: ``fit.npz`` records the digest of the labels it was fitted on, and a stale fit is
-simply refitted.
+simply refitted (deleting fit.npz refits from scratch, which may differ from the carried fit).
+A ``kill -9`` in the middle of a write can leave a hidden ``.NAME.PID.tmp`` file; it is never read.
 
 One round is the simulated loop's round split in two at the oracle (:func:`propose`, then the
 oracle answers, then :func:`add_labels`). The fit continues from the previous fit's params AND
