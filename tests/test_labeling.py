@@ -1,0 +1,307 @@
+"""Human-in-the-loop labeling: project state, oracles, CLI round trips, crash safety, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aljax import label_cli, labeling
+from aljax.data import Data, make_pool, make_split
+from aljax.loop import Config, Hyper, make_run
+
+REPO = Path(__file__).resolve().parents[1]
+N, E, D, C = 120, 30, 12, 3  # synthetic pool, holdout, features, classes
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Gaussian blobs: x (N + E, D) float32, y (N + E,); the last E rows play the eval/holdout set."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, C, N + E)
+    x = (rng.normal(size=(C, D))[y] + rng.normal(size=(N + E, D))).astype(np.float32)
+    return x, y
+
+
+def make_project(tmp: Path, x, y, seed_rows, holdout_rows=()) -> Path:
+    np.save(tmp / "x.npy", x)
+    with open(tmp / "seed.csv", "w") as f:
+        f.write("id,label,holdout\n")
+        for i in list(seed_rows) + list(holdout_rows):
+            f.write(f"{i},{y[i]},{int(i in holdout_rows)}\n")
+    labeling.init_project(tmp / "p", tmp / "x.npy", [str(c) for c in range(C)], seed_labels=tmp / "seed.csv")
+    return tmp / "p"
+
+
+def oracle_for(y) -> labeling.SimulatedOracle:
+    return labeling.SimulatedOracle({str(i): str(c) for i, c in enumerate(y)})
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------- same as the loop
+
+
+def test_simulated_oracle_rounds_equal_make_run(tmp_path, blobs):
+    """next/add with a SimulatedOracle acquires exactly what make_run acquires: same strategy, the loop's
+    eval set as the project's holdout labels, the same buffer length; fits and params bit-identical."""
+    x, y = blobs
+    rounds, q = 4, 5
+    config = Config(strategy="margin", n_initial=6, query_size=q, rounds=rounds, n_classes=C, capacity=N + E)
+    data = Data(pool=make_pool(x[:N], y[:N]), eval=make_split(x[N:], y[N:]), test=make_split(x[N:], y[N:]))
+    state, info = jax.jit(make_run(config))(data, Hyper(), jax.random.key(0))
+
+    root = make_project(tmp_path, x, y, seed_rows=range(6), holdout_rows=range(N, N + E))
+    for _ in range(rounds):
+        assert len(labeling.label_round(root, oracle_for(y), n=q, strategy="margin")) == q
+    project = labeling.load_project(root)
+    fitted = labeling.current_fit(project)
+
+    np.testing.assert_array_equal(project.rows(project.train), np.asarray(state.order)[: int(state.n_labeled)])
+    assert [h["holdout_correct"] for h in fitted.history] == np.asarray(info.eval_correct).tolist()
+    assert [h["steps"] for h in fitted.history] == np.asarray(info.steps).tolist()
+    np.testing.assert_array_equal(fitted.params["W"], np.asarray(state.params["W"]))
+
+
+# ----------------------------------------------------------------------------- rerun and crash safety
+
+
+def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, capsys):
+    x, y = blobs
+    root = make_project(tmp_path, x[:N], y[:N], seed_rows=range(4))
+    labeling.label_round(root, oracle_for(y), n=5)
+    labels_before = (root / labeling.LABELS).read_bytes()
+    batch = labeling.batch_path(labeling.load_project(root))
+
+    # Ctrl-C after the fit is saved, before the proposal is written.
+    real_write_csv = labeling.write_csv
+
+    def interrupted(path, *a, **k):
+        if Path(path).parent.name == labeling.BATCHES:
+            raise KeyboardInterrupt
+        return real_write_csv(path, *a, **k)
+
+    monkeypatch.setattr(labeling, "write_csv", interrupted)
+    assert label_cli.main(["next", "--project", str(root), "--n", "5"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert (root / labeling.FIT).exists() and not batch.exists()
+    assert (root / labeling.LABELS).read_bytes() == labels_before
+    monkeypatch.undo()
+
+    # Rerunning proposes a batch, and rerunning again (same state) the very same batch.
+    assert label_cli.main(["next", "--project", str(root), "--n", "5"]) == 0
+    first = [r["id"] for r in read_rows(batch)]
+    fit_bytes = (root / labeling.FIT).read_bytes()
+    assert label_cli.main(["next", "--project", str(root), "--n", "5"]) == 0
+    assert [r["id"] for r in read_rows(batch)] == first
+    assert (root / labeling.FIT).read_bytes() == fit_bytes  # no refit without new labels
+
+    # The expert fills the batch; a crash in the middle of saving leaves the old labels file whole.
+    rows = read_rows(batch)
+    labeling.write_csv(batch, labeling.PROPOSAL_COLUMNS,
+                       [(r["id"], r["path"], r["predicted"], r["confidence"], y[int(r["id"])]) for r in rows])
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if Path(dst).name == labeling.LABELS:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed)
+    assert label_cli.main(["add", "--project", str(root), str(batch)]) == 130
+    monkeypatch.undo()
+    assert (root / labeling.LABELS).read_bytes() == labels_before
+    capsys.readouterr()
+
+    # Rerun add: the labels arrive; rerunning it again adds nothing and changes nothing.
+    assert label_cli.main(["add", "--project", str(root), str(batch)]) == 0
+    after = (root / labeling.LABELS).read_bytes()
+    assert label_cli.main(["add", "--project", str(root), str(batch)]) == 0
+    assert (root / labeling.LABELS).read_bytes() == after
+    labels = labeling.load_project(root).labels
+    assert len(labels) == 4 + 5 + 5 and [l.id for l in labels[-5:]] == first
+    assert all(l.label == str(y[int(l.id)]) for l in labels)
+
+    # A filled proposal is never overwritten before its labels are added.
+    project = labeling.load_project(root)
+    pending = labeling.batch_path(project)
+    labeling.write_csv(pending, labeling.PROPOSAL_COLUMNS, [(project.ids[50], "", "", "", y[50])])
+    assert label_cli.main(["next", "--project", str(root)]) == 2
+    assert "not added yet" in capsys.readouterr().err
+    assert len(read_rows(pending)) == 1
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+BAD_CSVS = {
+    "unknown id": ("id,label\n0,1\nnope,2\n", "unknown id 'nope'"),
+    "unknown class": ("id,label\n0,1\n5,cat\n", "unknown class 'cat'"),
+    "duplicate rows": ("id,label\n0,1\n7,2\n7,2\n", "appears twice"),
+    "no label column": ("id,guess\n0,1\n", "no 'label' column"),
+    "relabel": ("id,label\n1,2\n", "already labeled"),
+    "bad holdout": ("id,label,holdout\n0,1,maybe\n", "holdout must be 0 or 1"),
+}
+
+
+@pytest.fixture(scope="module")
+def small_project(tmp_path_factory, blobs):
+    x, y = blobs
+    tmp = tmp_path_factory.mktemp("bad")
+    np.save(tmp / "x.npy", x[:20])
+    (tmp / "seed.csv").write_text("id,label\n1,1\n")
+    labeling.init_project(tmp / "p", tmp / "x.npy", ["0", "1", "2"], seed_labels=tmp / "seed.csv")
+    return tmp / "p"
+
+
+@pytest.mark.parametrize("case", BAD_CSVS)
+def test_bad_csv_is_one_line_error_and_changes_nothing(small_project, tmp_path, capsys, case):
+    text, message = BAD_CSVS[case]
+    (tmp_path / "filled.csv").write_text(text)
+    before = {p.name: p.read_bytes() for p in small_project.iterdir() if p.is_file()}
+    assert label_cli.main(["add", "--project", str(small_project), str(tmp_path / "filled.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in small_project.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["status", "--project", "/nonexistent/aljax"], "not a labeling project"),
+    (["init", "--data", "/nonexistent/x.npy", "--classes", "a,b", "--project", "{tmp}/p"], "no such file"),
+    (["init", "--data", "{tmp}/x.npy", "--classes", "a", "--project", "{tmp}/p"], "at least two"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    assert label_cli.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_init_refuses_to_overwrite_a_project(small_project, capsys):
+    labels = (small_project / labeling.LABELS).read_bytes()
+    argv = ["init", "--data", str(small_project / labeling.FEATURES), "--classes", "0,1,2", "--project", str(small_project)]
+    assert label_cli.main(argv) == 2
+    assert "already holds" in capsys.readouterr().err
+    assert (small_project / labeling.LABELS).read_bytes() == labels
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_cold_start_picks_distinct_unlabeled_rows(blobs):
+    x, _ = blobs
+    selectable = np.arange(len(x)) % 3 != 0
+    rows = np.asarray(labeling.cold_start(jax.random.key(1), x, selectable, 9))
+    assert len(set(rows.tolist())) == 9 and selectable[rows].all()
+
+
+def test_stopping_criteria_by_hand():
+    entry = dict(min_confidence=0.95, changed=0.02)
+    c = labeling.stopping_criteria(entry, spent=30, budget=30, confidence=0.9, stable=0.01)
+    assert c["max_confidence"].met and not c["stable_predictions"].met and c["budget"].met
+    c = labeling.stopping_criteria(None, spent=3, budget=None)
+    assert not any(v.met for v in c.values())
+    assert labeling.prediction_change(np.array([0, 1, 2, 3]), np.array([0, 1, 0, 0])) == 0.5
+
+
+def test_csv_oracle_reads_the_filled_cells(tmp_path):
+    (tmp_path / "f.csv").write_text("id,path,predicted,confidence,label\na,,,,x\nb,,,,\nc,,,, y \n")
+    assert labeling.CsvOracle(tmp_path / "f.csv").label(["c", "b", "a", "z"]) == ["y", None, "x", None]
+
+
+def test_register_adds_the_label_group():
+    parser = argparse.ArgumentParser(prog="aljax")
+    label_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["label", "next", "--project", "p", "--n", "3", "--strategy", "entropy"])
+    assert (args.command, args.label_command, args.n, args.strategy) == ("label", "next", 3, "entropy")
+    assert callable(args.func)
+
+
+# ----------------------------------------------------------------------------- end to end, images
+
+
+def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "aljax.label_cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.mnist
+def test_expert_session_on_an_image_folder(tmp_path):
+    """The test plays the expert against the CLI in subprocesses, on 60 MNIST digits saved as PNGs."""
+    from PIL import Image
+
+    from aljax.data import load_mnist
+
+    raw = load_mnist(REPO / "data" / "mnist")
+    (tmp_path / "digits").mkdir()
+    truth = {}
+    for i in range(60):
+        Image.fromarray(raw.train_x[i]).save(tmp_path / "digits" / f"d{i:02d}.png")
+        truth[f"d{i:02d}.png"] = str(raw.train_y[i])
+    seed = [f"d{i:02d}.png" for i in range(10)]
+    (tmp_path / "seed.csv").write_text("id,label,holdout\n" + "".join(
+        f"{s},{truth[s]},{int(k >= 6)}\n" for k, s in enumerate(seed)))
+
+    r = cli("init", "--data", "digits", "--classes", ",".join(map(str, range(10))), "--project", "proj",
+            "--seed-labels", "seed.csv", "--budget", "30", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "60 items of 784 features, 6 seed labels + 4 holdout" in r.stdout
+
+    def expert_fills(batch: Path, leave_empty: int = 0) -> None:
+        rows = read_rows(batch)
+        assert list(rows[0]) == list(labeling.PROPOSAL_COLUMNS)
+        assert all(r["label"] == "" and r["predicted"] in truth.values() for r in rows)
+        assert all(Path(r["path"]).exists() for r in rows)
+        labeling.write_csv(batch, labeling.PROPOSAL_COLUMNS, [
+            (r["id"], r["path"], r["predicted"], r["confidence"], "" if k < leave_empty else truth[r["id"]])
+            for k, r in enumerate(rows)])
+
+    for leave_empty in (2, 0):  # round 1 through subprocesses, round 2 in-process (each process imports JAX)
+        if leave_empty:
+            r = cli("next", "--project", "proj", "--n", "8", cwd=tmp_path)
+            assert r.returncode == 0, r.stderr
+        else:
+            assert label_cli.main(["next", "--project", str(tmp_path / "proj"), "--n", "8"]) == 0
+        batch = labeling.batch_path(labeling.load_project(tmp_path / "proj"))
+        assert batch.exists() and batch.with_suffix(".png").exists()
+        with Image.open(batch.with_suffix(".png")) as sheet:
+            assert sheet.size[0] > 5 * 28
+        expert_fills(batch, leave_empty)
+        if leave_empty:
+            r = cli("add", "--project", "proj", str(batch), cwd=tmp_path)
+            assert r.returncode == 0, r.stderr
+            assert "added 6 labels" in r.stdout
+            labeled = {l.id for l in labeling.load_project(tmp_path / "proj").labels}
+            assert len(labeled) == 16 and not {r["id"] for r in read_rows(batch)[:2]} & labeled
+        else:
+            assert label_cli.main(["add", "--project", str(tmp_path / "proj"), str(batch)]) == 0
+
+    project = labeling.load_project(tmp_path / "proj")
+    assert len(project.labels) == 10 + 6 + 8 and len(project.holdout) == 4
+    assert all(l.label == truth[l.id] for l in project.labels)
+
+    r = cli("status", "--project", "proj", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "labels spent: 24 of a budget of 30 (20 train, 4 holdout)" in r.stdout
+    assert "labels added since" in r.stdout and "estimated accuracy on the holdout" in r.stdout
+    assert "predictions changed between the last two fits" in r.stdout
+
+    out = tmp_path / "labeled.npz"
+    assert label_cli.main(["export", "--project", str(tmp_path / "proj"), "--out", str(out),
+                           "--auto-threshold", "0.9"]) == 0
+    with np.load(out) as z:
+        expert = z["source"] == "expert"
+        assert expert.sum() == 24 and z["x"].shape == (len(z["y"]), 784)
+        assert [str(c) for c in z["classes"][z["y"][expert]]] == [truth[i] for i in z["ids"][expert]]
+        assert (z["confidence"][~expert] >= 0.9).all() and not set(z["ids"][~expert]) & set(z["ids"][expert])
