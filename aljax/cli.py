@@ -388,7 +388,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def register_list(subparsers) -> None:
     p = subparsers.add_parser("list", help="list strategies, datasets and protocols",
                               description="List the query strategies, datasets and protocols by name.",
-                              epilog="example:\n  aljax list", formatter_class=argparse.RawDescriptionHelpFormatter)
+                              epilog="examples:\n  aljax list\n  aljax list --data-dir /big/disk/data", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder holding the datasets (default: data)")
     p.set_defaults(func=cmd_list)
 

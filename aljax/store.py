@@ -140,7 +140,10 @@ def open_run(run_dir: str | Path, config: dict, force: bool = False) -> list[int
     elif any(run_dir.iterdir()):
         raise StoreError(f"{run_dir} is not empty and holds no aljax run; pass --force or choose another --out")
     (run_dir / CHUNKS).mkdir(exist_ok=True)
-    write_text(run_dir / CONFIG, to_toml(config))
+    for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / CHUNKS).glob(".*.tmp")]:  # left by a killed run
+        tmp.unlink()
+    if not (run_dir / CONFIG).exists():
+        write_text(run_dir / CONFIG, to_toml(config))
     return finished_chunks(run_dir)
 
 
