@@ -39,23 +39,22 @@ import csv
 import dataclasses
 import functools
 import hashlib
-import io
 import json
-import os
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aljax.atomic import atomic_write, write_csv, write_json, write_npy, write_npz
 from aljax.cluster import kmeans, sq_distances
 from aljax.data import Split, features as pixel_features
 from aljax.loop import Config, Hyper
 from aljax.models import MODELS
 from aljax.optim import OPTIMIZERS
 from aljax.strategies import STRATEGIES, Context, select
-from aljax.train import FitResult, fit, mean_weights, n_correct
+from aljax.train import fit, mean_weights
 
 CONFIG, ITEMS, FEATURES, LABELS, FIT, BATCHES = (
     "config.json", "items.csv", "features.npy", "labels.csv", "fit.npz", "batches")
@@ -68,27 +67,6 @@ class LabelingError(Exception):
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def atomic_write(path: Path, write: Callable, binary: bool = False) -> Path:
-    """Write ``path`` through ``write(file)`` into a temp file beside it, fsync, then ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    def write(f):
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-    return atomic_write(path, write)
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -311,10 +289,10 @@ def init_project(root: str | Path, data: str | Path, classes: Sequence[str], see
         order = np.random.default_rng(settings.seed).permutation(len(labels))
         held = set(order[:n_hold].tolist())
         labels = [dataclasses.replace(l, holdout=l.holdout or k in held) for k, l in enumerate(labels)]
-    atomic_write(root / FEATURES, lambda f: np.save(f, x), binary=True)
+    write_npy(root / FEATURES, x)
     write_csv(root / ITEMS, ("id", "path"), zip(ids, paths))
     write_labels(root, labels)
-    atomic_write(root / CONFIG, lambda f: json.dump(dataclasses.asdict(settings), f, indent=1))  # last: marks it done
+    write_json(root / CONFIG, dataclasses.asdict(settings), indent=1)  # last: marks it done
     return load_project(root)
 
 
@@ -484,7 +462,7 @@ def save_fit(project: Project, state: FitState) -> None:
     arrays |= {f"opt_{k}": np.asarray(a) for k, a in enumerate(jax.tree.leaves(state.opt_state))}
     arrays |= dict(digest=np.array(state.digest), pred=state.pred, confidence=state.confidence,
                    history=np.array(json.dumps(list(state.history))))
-    atomic_write(project.root / FIT, lambda f: np.savez(f, **arrays), binary=True)
+    write_npz(project.root / FIT, **arrays)
 
 
 def _buffer(project: Project) -> tuple[np.ndarray, np.ndarray]:
@@ -594,7 +572,7 @@ def write_proposal(project: Project, proposal: Proposal) -> tuple[Path, Path | N
     sheet = contact_sheet(project, proposal)
     png = None
     if sheet is not None:
-        png = atomic_write(path.with_suffix(".png"), lambda f: sheet.save(f, format="PNG"), binary=True)
+        png = atomic_write(path.with_suffix(".png"), lambda f: sheet.save(f, format="PNG"))
     write_csv(path, PROPOSAL_COLUMNS, rows)
     return path, png
 
@@ -770,5 +748,5 @@ def export(project: Project, out: str | Path, auto_threshold: float | None = Non
                       ids=np.array([project.ids[r] for r in rows], str), classes=np.array(classes),
                       source=np.array(source), confidence=np.array(confidence, np.float32),
                       holdout=np.array(holdout, bool))
-        atomic_write(out, lambda f: np.savez(f, **arrays), binary=True)
+        write_npz(out, **arrays)
     return len(project.labels), n_auto

@@ -205,8 +205,13 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
     return _acquire(state, first, data.pool.y[first])
 
 
-def make_rounds(config: Config):
-    """``rounds(data, hyper, state) -> (state, info)``: ``config.rounds`` query rounds from ``state``."""
+def make_rounds(config: Config, on_round=None):
+    """``rounds(data, hyper, state) -> (state, info)``: ``config.rounds`` query rounds from ``state``.
+
+    ``on_round(i)``, if given, is called on the host (``jax.debug.callback``) as round ``i`` starts
+    (``i`` rounds done): a progress hook. ``i`` does not depend on the seed, so under vmap it is
+    called once per round, not once per seed.
+    """
     strategy = STRATEGIES[config.strategy]
 
     def al_round(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
@@ -230,15 +235,23 @@ def make_rounds(config: Config):
         state = _acquire(dataclasses.replace(state, key=key), idx, targets)
         return _fit_state(config, model, data, hyper, state)
 
+    def step(data: Data, hyper: Hyper, state: State, i: jax.Array) -> tuple[State, RoundInfo]:
+        if on_round is not None:
+            jax.debug.callback(on_round, i)
+        return al_round(data, hyper, state)
+
     def rounds(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
-        return jax.lax.scan(lambda s, _: al_round(data, hyper, s), state, length=config.rounds)
+        return jax.lax.scan(lambda s, i: step(data, hyper, s, i), state, jnp.arange(config.rounds))
 
     return rounds
 
 
-def make_run(config: Config):
-    """``run(data, hyper, key) -> (state, info)``: the whole experiment, info stacked over rounds + 1."""
-    rounds = make_rounds(config)
+def make_run(config: Config, on_round=None):
+    """``run(data, hyper, key) -> (state, info)``: the whole experiment, info stacked over rounds + 1.
+
+    ``on_round``: optional host progress hook, see :func:`make_rounds`.
+    """
+    rounds = make_rounds(config, on_round)
 
     def run(data: Data, hyper: Hyper, key: jax.Array) -> tuple[State, RoundInfo]:
         model = config.build_model(data.pool.x.shape[1])

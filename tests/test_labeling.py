@@ -232,7 +232,7 @@ def test_register_adds_the_label_group():
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "aljax.label_cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "aljax", "label", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
