@@ -23,10 +23,10 @@ import optax
 from aljax.data import Data
 from aljax.models import MODELS, Model, Params
 from aljax.optim import OPTIMIZERS
-from aljax.strategies import STRATEGIES, Context, select
+from aljax.strategies import Context, kmeans_representatives, resolve, select
 from aljax.train import fit, mean_weights, n_correct
 
-INITIAL = ("first", "random")
+INITIAL = ("first", "random", "kmeans")
 ORACLES = ("true", "model")
 
 
@@ -35,7 +35,8 @@ class Config:
     """Static, hashable experiment settings: everything that fixes a shape or a branch.
 
     n_initial labels are taken first (``initial='first'``: the first rows in pool order, the
-    article's "label manually"; ``'random'``: a random subset), then ``rounds`` rounds each label
+    article's "label manually"; ``'random'``: a random subset; ``'kmeans'``: the row nearest each
+    centroid of k-means with ``n_initial`` clusters, a cold start), then ``rounds`` rounds each label
     ``query_size`` rows chosen by ``strategy``. ``oracle='true'`` reveals pool labels;
     ``'model'`` auto-labels with the model's argmax. ``capacity`` is the label buffer's length
     (default: every label this config will ever take).
@@ -55,7 +56,6 @@ class Config:
 
     def __post_init__(self):
         for name, value, valid in (
-            ("strategy", self.strategy, STRATEGIES),
             ("initial", self.initial, INITIAL),
             ("oracle", self.oracle, ORACLES),
             ("model", self.model, MODELS),
@@ -63,6 +63,7 @@ class Config:
         ):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+        resolve(self.strategy)
         for name in ("n_initial", "query_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -191,8 +192,10 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
     n_pool = data.pool.size
     if config.initial == "first":
         first = jnp.arange(config.n_initial)
-    else:
+    elif config.initial == "random":
         first = select(jax.random.uniform(k_first, (n_pool,)), data.pool.valid, config.n_initial)
+    else:
+        first = kmeans_representatives(k_first, data.pool.x, data.pool.valid, config.n_initial)
     state = State(
         params=params,
         opt_state=config.build_optimizer(hyper).init(params),
@@ -207,7 +210,7 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
 
 def make_rounds(config: Config):
     """``rounds(data, hyper, state) -> (state, info)``: ``config.rounds`` query rounds from ``state``."""
-    strategy = STRATEGIES[config.strategy]
+    strategy = resolve(config.strategy)
 
     def al_round(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
         model = config.build_model(data.pool.x.shape[1])
@@ -221,6 +224,7 @@ def make_rounds(config: Config):
             train_x=data.pool.x[state.order],
             train_y=state.targets,
             train_w=mean_weights(mask),
+            query_size=config.query_size,
         )
         idx = select(strategy(k_score, ctx), ctx.selectable, config.query_size)
         if config.oracle == "true":
