@@ -307,12 +307,15 @@ def _number(text: str) -> int | float | None:
     return None
 
 
-@functools.cache
 def resolve(name: str) -> Strategy:
     """The strategy called ``name``: a registry key, or a combinator applied to names and numbers,
-    e.g. ``"subsample(least_confidence,500)"`` or ``"epsilon(alternate(kcenter,margin),0.1)"``.
-    Raises a one-line ValueError for an unknown name."""
-    name = name.replace(" ", "")
+    e.g. ``"subsample(least_confidence,500)"`` or ``"epsilon(alternate(kcenter,margin),0.1)"``
+    (spaces ignored; one function object per name). Raises a one-line ValueError for an unknown name."""
+    return _resolve(name.replace(" ", ""))
+
+
+@functools.cache
+def _resolve(name: str) -> Strategy:
     if name in STRATEGIES:
         return STRATEGIES[name]
     head, paren, rest = name.partition("(")
@@ -323,7 +326,7 @@ def resolve(name: str) -> Strategy:
         )
     args = [a if _number(a) is None else _number(a) for a in _split_args(rest[:-1])]
     try:
-        return combinators.COMBINATORS[head](*[resolve(a) if isinstance(a, str) else a for a in args])
+        return combinators.COMBINATORS[head](*[_resolve(a) if isinstance(a, str) else a for a in args])
     except TypeError:
         doc = (combinators.COMBINATORS[head].__doc__ or "").splitlines()[0]
         raise ValueError(f"bad arguments in {name!r}: {head} takes a strategy then its numbers ({doc})") from None
