@@ -23,6 +23,7 @@ import optax
 from aljax.data import Data
 from aljax.models import MODELS, Model, Params
 from aljax.optim import OPTIMIZERS
+from aljax.stopping import cohen_kappa
 from aljax.strategies import Context, kmeans_representatives, resolve, select
 from aljax.train import fit, mean_weights, n_correct
 
@@ -128,7 +129,9 @@ class RoundInfo:
     """Per-fit metrics (scalars; stacked over rounds by the scan).
 
     n_labeled; eval_correct (early-stopping set); test_accuracy (reporting set); steps (optimiser
-    steps of this fit); wrong_labels (acquired targets that differ from the truth).
+    steps of this fit); wrong_labels (acquired targets that differ from the truth); for stopping
+    criteria (:mod:`aljax.stopping`): min_confidence (lowest max softmax over the unlabeled rows)
+    and agreement (Cohen's κ of the pool predictions of this fit and of the params it started from).
     """
 
     n_labeled: jax.Array
@@ -136,6 +139,8 @@ class RoundInfo:
     test_accuracy: jax.Array
     steps: jax.Array
     wrong_labels: jax.Array
+    min_confidence: jax.Array
+    agreement: jax.Array
 
 
 def grow(state: State, capacity: int) -> State:
@@ -162,6 +167,9 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         hyper.patience,
         hyper.max_steps,
     )
+    before = jnp.argmax(model.apply(state.params, data.pool.x), axis=-1)
+    logits = model.apply(result.params, data.pool.x)
+    confidence = jnp.max(jax.nn.softmax(logits), axis=-1)
     state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
     info = RoundInfo(
         n_labeled=state.n_labeled,
@@ -169,6 +177,8 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         test_accuracy=n_correct(model.apply, result.params, data.test) / data.test.y.shape[0],
         steps=result.steps,
         wrong_labels=jnp.sum(mask & (state.targets != data.pool.y[state.order]), dtype=jnp.int32),
+        min_confidence=jnp.min(jnp.where(data.pool.valid & ~state.labeled, confidence, 1.0)),
+        agreement=cohen_kappa(before, jnp.argmax(logits, axis=-1), data.pool.valid, config.n_classes),
     )
     return state, info
 
