@@ -270,12 +270,18 @@ def kmeans(key: jax.Array, ctx: Context) -> jax.Array:
     return rank_batch(batch, rest)
 
 
+# Per-sample scores of one example's logits (C,): lifted into STRATEGIES, and scored one arrival at
+# a time by stream mode (aljax.stream).
+PER_SAMPLE: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "least_confidence": least_confidence,
+    "margin": margin,
+    "entropy": entropy,
+    "most_confident": confidence,
+}
+
 STRATEGIES: dict[str, Strategy] = {
     "random": random,
-    "least_confidence": per_sample(least_confidence),
-    "margin": per_sample(margin),
-    "entropy": per_sample(entropy),
-    "most_confident": per_sample(confidence),
+    **{name: per_sample(score_one) for name, score_one in PER_SAMPLE.items()},
     "qbc_vote_entropy": qbc_vote_entropy,
     "qbc_kl": qbc_kl,
     "expected_gradient_length": expected_gradient_length,
