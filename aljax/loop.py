@@ -23,10 +23,11 @@ import optax
 from aljax.data import Data
 from aljax.models import MODELS, Model, Params
 from aljax.optim import OPTIMIZERS
-from aljax.strategies import STRATEGIES, Context, select
+from aljax.stopping import cohen_kappa
+from aljax.strategies import Context, kmeans_representatives, resolve, select
 from aljax.train import fit, mean_weights, n_correct
 
-INITIAL = ("first", "random")
+INITIAL = ("first", "random", "kmeans")
 ORACLES = ("true", "model")
 
 
@@ -35,7 +36,8 @@ class Config:
     """Static, hashable experiment settings: everything that fixes a shape or a branch.
 
     n_initial labels are taken first (``initial='first'``: the first rows in pool order, the
-    article's "label manually"; ``'random'``: a random subset), then ``rounds`` rounds each label
+    article's "label manually"; ``'random'``: a random subset; ``'kmeans'``: the row nearest each
+    centroid of k-means with ``n_initial`` clusters, a cold start), then ``rounds`` rounds each label
     ``query_size`` rows chosen by ``strategy``. ``oracle='true'`` reveals pool labels;
     ``'model'`` auto-labels with the model's argmax. ``capacity`` is the label buffer's length
     (default: every label this config will ever take).
@@ -55,7 +57,6 @@ class Config:
 
     def __post_init__(self):
         for name, value, valid in (
-            ("strategy", self.strategy, STRATEGIES),
             ("initial", self.initial, INITIAL),
             ("oracle", self.oracle, ORACLES),
             ("model", self.model, MODELS),
@@ -63,6 +64,7 @@ class Config:
         ):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+        resolve(self.strategy)
         for name in ("n_initial", "query_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -127,7 +129,9 @@ class RoundInfo:
     """Per-fit metrics (scalars; stacked over rounds by the scan).
 
     n_labeled; eval_correct (early-stopping set); test_accuracy (reporting set); steps (optimiser
-    steps of this fit); wrong_labels (acquired targets that differ from the truth).
+    steps of this fit); wrong_labels (acquired targets that differ from the truth); for stopping
+    criteria (:mod:`aljax.stopping`): min_confidence (lowest max softmax over the unlabeled rows)
+    and agreement (Cohen's κ of the pool predictions of this fit and of the params it started from).
     """
 
     n_labeled: jax.Array
@@ -135,6 +139,8 @@ class RoundInfo:
     test_accuracy: jax.Array
     steps: jax.Array
     wrong_labels: jax.Array
+    min_confidence: jax.Array
+    agreement: jax.Array
 
 
 def grow(state: State, capacity: int) -> State:
@@ -161,6 +167,9 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         hyper.patience,
         hyper.max_steps,
     )
+    before = jnp.argmax(model.apply(state.params, data.pool.x), axis=-1)
+    logits = model.apply(result.params, data.pool.x)
+    confidence = jnp.max(jax.nn.softmax(logits), axis=-1)
     state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
     info = RoundInfo(
         n_labeled=state.n_labeled,
@@ -168,6 +177,8 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         test_accuracy=n_correct(model.apply, result.params, data.test) / data.test.y.shape[0],
         steps=result.steps,
         wrong_labels=jnp.sum(mask & (state.targets != data.pool.y[state.order]), dtype=jnp.int32),
+        min_confidence=jnp.min(jnp.where(data.pool.valid & ~state.labeled, confidence, 1.0)),
+        agreement=cohen_kappa(before, jnp.argmax(logits, axis=-1), data.pool.valid, config.n_classes),
     )
     return state, info
 
@@ -191,8 +202,10 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
     n_pool = data.pool.size
     if config.initial == "first":
         first = jnp.arange(config.n_initial)
-    else:
+    elif config.initial == "random":
         first = select(jax.random.uniform(k_first, (n_pool,)), data.pool.valid, config.n_initial)
+    else:
+        first = kmeans_representatives(k_first, data.pool.x, data.pool.valid, config.n_initial)
     state = State(
         params=params,
         opt_state=config.build_optimizer(hyper).init(params),
@@ -212,7 +225,7 @@ def make_rounds(config: Config, on_round=None):
     (``i`` rounds done): a progress hook. ``i`` does not depend on the seed, so under vmap it is
     called once per round, not once per seed.
     """
-    strategy = STRATEGIES[config.strategy]
+    strategy = resolve(config.strategy)
 
     def al_round(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
         model = config.build_model(data.pool.x.shape[1])
@@ -226,6 +239,7 @@ def make_rounds(config: Config, on_round=None):
             train_x=data.pool.x[state.order],
             train_y=state.targets,
             train_w=mean_weights(mask),
+            query_size=config.query_size,
         )
         idx = select(strategy(k_score, ctx), ctx.selectable, config.query_size)
         if config.oracle == "true":
