@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aljax.cluster import kmeans
-from aljax.data import DEFAULT_DATA_DIR, Data, DataError, dev_data, load_mnist, seed_data
+from aljax.data import DEFAULT_DATA_DIR, Data, DataError, Raw, dev_data, load_mnist, seed_data
 from aljax.loop import Config, Hyper, RoundInfo, State, grow, make_rounds, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
@@ -121,14 +121,26 @@ def seeds_run(config: Config):
 def auto_label(plan: Plan, query_size: int, chunk: int | None = None):
     """Jitted ``(data, hyper, state) -> (state, info)`` auto-labeling the rest of the pool.
 
-    ``chunk=None``: one state; otherwise a batch of states, vmapped ``chunk`` seeds at a time
-    (bounds memory: each seed gathers a pool-sized training buffer for every fit).
+    The label buffer grows in phases of ``plan.budget`` labels (fits before the last phase gather a
+    shorter buffer: same results, less work). ``chunk=None``: one state; otherwise a batch of states,
+    vmapped ``chunk`` seeds at a time (each seed gathers a buffer of up to pool rows for every fit).
     """
-    rounds = make_rounds(plan.auto_config(query_size))
+    config = plan.auto_config(query_size)
+    per_phase = max(plan.budget // query_size, 1)
+    phases = [(make_rounds(dataclasses.replace(config, rounds=min(per_phase, config.rounds - done))),
+               plan.budget + (min(done + per_phase, config.rounds)) * query_size)
+              for done in range(0, config.rounds, per_phase)]
+
+    def run(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
+        infos = []
+        for rounds, capacity in phases:
+            state, info = rounds(data, hyper, grow(state, capacity))
+            infos.append(info)
+        return state, jax.tree.map(lambda *parts: jnp.concatenate(parts), *infos)
+
     if chunk is None:
-        return jax.jit(lambda data, hyper, state: rounds(data, hyper, grow(state, plan.pool)))
-    return jax.jit(lambda data, hyper, states: jax.lax.map(
-        lambda s: rounds(data, hyper, s), grow(states, plan.pool), batch_size=chunk))
+        return jax.jit(run)
+    return jax.jit(lambda data, hyper, states: jax.lax.map(lambda s: run(data, hyper, s), states, batch_size=chunk))
 
 
 def row(name: str, info: RoundInfo, plan: Plan, n_test: int, seconds: float) -> dict:
@@ -275,6 +287,30 @@ def curves_figure(curves: dict, path: Path, title: str, ylabel: str = "test accu
     replace_atomically(lambda tmp: plot_curves(curves, tmp, title=title, ylabel=ylabel), path)
 
 
+def figures(plan: Plan, data: Data, states: dict, rows: list[dict], curves: dict, out: Path) -> tuple[dict, dict]:
+    """Part 4: every figure; returns the k-means summary and name -> file (relative to ``out``)."""
+    names, files = plan.names(), {}
+    clusters = cluster_figure(data, out / "centroids.png")
+    files["k-means centroids of the pool"] = "centroids.png"
+    confidence_figure({f"after {plan.initial} labels": confidence(data, states[names["initial"]], plan.al_config()),
+                       f"after {plan.budget} labels (AL)": confidence(data, states[names["active"]], plan.al_config())},
+                      out / "confidence.png")
+    files["sorted confidence of the unlabeled pool"] = "confidence.png"
+    active, rnd, auto = names["active"], names["random"], names["auto_confident"]
+    for protocol, by_name in curves.items():
+        file = "curves.png" if protocol == "seed" else f"curves_{protocol}.png"
+        curves_figure({"least confidence": by_name[active], "random": by_name[rnd]}, out / file,
+                      f"protocol {protocol}: test accuracy vs labels (95 % CI)")
+        files[f"learning curves, protocol {protocol}"] = file
+    exact = next((r["curve_labels"], r["curve"]) for r in rows if r["name"] == auto)
+    auto_curves = {f"{auto} ({p}, {acc.shape[0]} seeds)": (labels, acc) for p, by in curves.items()
+                   for labels, acc in [by[auto]]}
+    auto_curves[f"{auto} (seed, pool order)"] = exact
+    curves_figure(auto_curves, out / "auto_rounds.png", "test accuracy over auto-labeling rounds (95 % CI)")
+    files["accuracy over auto-labeling rounds"] = "auto_rounds.png"
+    return clusters, files
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -369,22 +405,8 @@ def versions() -> dict:
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table-only", action="store_true", help="only the exact table (part 1)")
-    parser.add_argument("--seeds", type=int, default=Plan.seeds, help="seeds of active/random runs")
-    parser.add_argument("--auto-seeds", type=int, default=Plan.auto_seeds, help="seeds of auto_confident")
-    parser.add_argument("--auto-chunk", type=int, default=Plan.auto_chunk, help="auto seeds vmapped at once")
-    parser.add_argument("--pool", type=int, default=Plan.pool, help="pool size (4000 = the article)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR / "mnist")
-    parser.add_argument("--out", type=Path, default=Path("results/reproduce"))
-    args = parser.parse_args(argv)
-    try:
-        plan = Plan(pool=args.pool, seeds=args.seeds, auto_seeds=args.auto_seeds, auto_chunk=args.auto_chunk)
-        raw = load_mnist(args.data_dir)
-    except (ValueError, DataError) as err:
-        sys.exit(f"error: {err}")
-    out = args.out / "table" if args.table_only else args.out
+def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict:
+    """Run the parts of ``plan`` on ``raw``; write ``out``/results.json, report.md and figures."""
     timing = {"parts": {}, "compile": {}, "per_seed": {}}
     results = {"protocol": "seed", "plan": dataclasses.asdict(plan), "rows": [], "multiseed": [],
                "timing_s": timing, "versions": versions()}
@@ -403,7 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results["rows"]:
         if r["name"] in (names["active"], names["auto_confident"]):
             timing["per_seed"][f"table/{r['name']}"] = r["run_s"]
-    if not args.table_only:
+    if not table_only:
         dev = dev_data(raw, pool_size=plan.pool, dev_size=plan.dev)
         curves = {}
         for protocol, data in (("seed", seed), ("dev", dev)):
@@ -421,6 +443,26 @@ def main(argv: list[str] | None = None) -> dict:
     write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     report = report_markdown(results)
     write_text(out / "report.md", report)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table-only", action="store_true", help="only the exact table (part 1)")
+    parser.add_argument("--seeds", type=int, default=Plan.seeds, help="seeds of active/random runs")
+    parser.add_argument("--auto-seeds", type=int, default=Plan.auto_seeds, help="seeds of auto_confident")
+    parser.add_argument("--auto-chunk", type=int, default=Plan.auto_chunk, help="auto seeds vmapped at once")
+    parser.add_argument("--pool", type=int, default=Plan.pool, help="pool size (4000 = the article)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR / "mnist")
+    parser.add_argument("--out", type=Path, default=Path("results/reproduce"))
+    args = parser.parse_args(argv)
+    try:
+        plan = Plan(pool=args.pool, seeds=args.seeds, auto_seeds=args.auto_seeds, auto_chunk=args.auto_chunk)
+        raw = load_mnist(args.data_dir)
+    except (ValueError, DataError) as err:
+        sys.exit(f"error: {err}")
+    out = args.out / "table" if args.table_only else args.out
+    results = reproduce(raw, plan, out, table_only=args.table_only)
     print()
     print(table_markdown(results["rows"], plan.test))
     if results["multiseed"]:
@@ -429,31 +471,6 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n".join(findings(results)))
     print(f"\nwrote {out / 'results.json'} and {out / 'report.md'}")
     return results
-
-
-def figures(plan: Plan, data: Data, states: dict, rows: list[dict], curves: dict, out: Path) -> tuple[dict, dict]:
-    """Part 4: every figure; returns the k-means summary and name -> file (relative to ``out``)."""
-    names, files = plan.names(), {}
-    clusters = cluster_figure(data, out / "centroids.png")
-    files["k-means centroids of the pool"] = "centroids.png"
-    confidence_figure({f"after {plan.initial} labels": confidence(data, states[names["initial"]], plan.al_config()),
-                       f"after {plan.budget} labels (AL)": confidence(data, states[names["active"]], plan.al_config())},
-                      out / "confidence.png")
-    files["sorted confidence of the unlabeled pool"] = "confidence.png"
-    active, rnd, auto = names["active"], names["random"], names["auto_confident"]
-    for protocol, by_name in curves.items():
-        file = "curves.png" if protocol == "seed" else f"curves_{protocol}.png"
-        curves_figure({"least confidence": by_name[active], "random": by_name[rnd]}, out / file,
-                      f"protocol {protocol}: test accuracy vs labels (95 % CI)")
-        files[f"learning curves, protocol {protocol}"] = file
-    exact = next((r["curve_labels"], r["curve"]) for r in rows if r["name"] == auto)
-    auto_curves = {f"{auto} ({p}, {acc.shape[0]} seeds)": (labels, acc) for p, by in curves.items()
-                   for labels, acc in [by[auto]]}
-    auto_curves[f"{auto} (seed, pool order)"] = exact
-    curves_figure(auto_curves, out / "auto_rounds.png", "test accuracy over auto-labeling rounds (95 % CI)")
-    files["accuracy over auto-labeling rounds"] = "auto_rounds.png"
-    return clusters, files
-
 
 if __name__ == "__main__":
     main()
