@@ -56,6 +56,12 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda f: np.save(f, array))
 
 
+def write_figure(path: str | Path, fig, dpi: int = 120) -> Path:
+    """Save a matplotlib figure (format from the suffix, e.g. ``.png``) atomically."""
+    path = Path(path)
+    return atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+
+
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
     buf = io.StringIO(newline="")
     writer = csv.writer(buf)

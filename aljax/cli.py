@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import inspect
 import math
-import platform
 import subprocess
 import sys
 import time
@@ -206,27 +205,6 @@ def check_pool(config: Config, n_pool: int) -> None:
 # ----------------------------------------------------------------------------- aljax run
 
 
-def environment() -> dict:
-    import jax
-    import jaxlib
-    import optax
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                                    capture_output=True, text=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
-    device = jax.devices()[0]
-    return {
-        "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-        "optax": optax.__version__, "numpy": np.__version__, "git_commit": commit, "git_dirty": dirty,
-        "platform": device.platform, "device": device.device_kind, "device_count": jax.device_count(),
-        "host": platform.node(), "command": sys.argv,
-    }
-
-
 def make_chunk_runner(config: Config, on_round=None):
     """``run_chunk(data, hyper, key, seeds (C,)) -> dict of (C, ...) arrays`` for seeds ``fold_in(key, i)``."""
     import jax
@@ -279,7 +257,7 @@ def run_chunks(out: Path, config: Config, hyper: Hyper, data, settings: dict, pe
 
     from aljax.progress import Progress
 
-    atomic.write_json(out / store.ENVIRONMENT, environment())
+    atomic.write_json(out / store.ENVIRONMENT, store.environment())
     key = jax.random.key(settings["seed"])
     progress = Progress(len(pending), config.rounds, quiet)
     t0 = time.perf_counter()

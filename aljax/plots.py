@@ -10,12 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from aljax.atomic import write_figure  # noqa: E402
 from aljax.metrics import mean_ci  # noqa: E402
 
 
 def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
                 ylabel: str = "test accuracy") -> Path:
-    """Draw mean curves with 95 % CI bands and save a PNG.
+    """Draw mean curves with 95 % CI bands and save a PNG (atomically).
 
     curves: name -> (labels (R,), accuracy (S, R) over S seeds, or (R,) for a single run).
     """
@@ -34,6 +35,6 @@ def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_figure(path, fig)
     plt.close(fig)
     return path

@@ -22,12 +22,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import platform
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from aljax.atomic import write_json, write_npz, write_text
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = "config.toml"
 ENVIRONMENT = "environment.json"
@@ -171,3 +177,25 @@ def read_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
         rows = list(csv.DictReader(f))
     n_rounds = max(int(r["round"]) for r in rows) + 1
     return {k: np.array([float(r[k]) for r in rows]).reshape(-1, n_rounds) for k in rows[0]}
+
+
+def environment() -> dict:
+    """What produced a result: package versions, git commit (and whether the tree was dirty), device, command."""
+    from importlib import metadata
+
+    import jax
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                    capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    device = jax.devices()[0]
+    versions = {name: metadata.version(name) for name in ("jax", "jaxlib", "optax", "numpy", "scipy", "matplotlib")}
+    return {
+        "python": platform.python_version(), **versions, "git_commit": commit, "git_dirty": dirty,
+        "platform": device.platform, "device": device.device_kind, "device_count": jax.device_count(),
+        "cpus": os.cpu_count(), "host": platform.node(), "command": sys.argv,
+    }

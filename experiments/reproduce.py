@@ -19,22 +19,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aljax.atomic import write_figure, write_text
 from aljax.cluster import kmeans
 from aljax.data import DEFAULT_DATA_DIR, Data, DataError, Raw, dev_data, load_mnist, seed_data
 from aljax.loop import Config, Hyper, RoundInfo, State, grow, make_rounds, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
+from aljax.store import environment
 
 # The article's reported test accuracies (400-image test set).
 ARTICLE = {
@@ -218,19 +217,6 @@ def distributions(plan: Plan, data: Data, protocol: str, timing: dict) -> tuple[
 # ----------------------------------------------------------------------------- figures
 
 
-def replace_atomically(write, path: Path) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path`` (same suffix), then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def write_text(path: Path, text: str) -> Path:
-    return replace_atomically(lambda tmp: tmp.write_text(text), path)
-
-
 def cluster_figure(data: Data, path: Path) -> dict:
     """The 10 k-means centroids of the pool as 28x28 images side by side; purity against true labels."""
     import matplotlib.pyplot as plt
@@ -242,17 +228,14 @@ def cluster_figure(data: Data, path: Path) -> dict:
     majority = counts.argmax(axis=1)
     side = int(round(np.sqrt(x.shape[1])))
 
-    def write(tmp):
-        fig, ax = plt.subplots(figsize=(10, 1.6))
-        ax.imshow(np.concatenate(np.asarray(centers).reshape(10, side, side), axis=1), cmap="gray")
-        ax.set_xticks(side * np.arange(10) + side / 2 - 0.5, [f"{m}" for m in majority])
-        ax.set_yticks([])
-        ax.set_xlabel("majority true label of each cluster")
-        fig.tight_layout()
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-
-    replace_atomically(write, path)
+    fig, ax = plt.subplots(figsize=(10, 1.6))
+    ax.imshow(np.concatenate(np.asarray(centers).reshape(10, side, side), axis=1), cmap="gray")
+    ax.set_xticks(side * np.arange(10) + side / 2 - 0.5, [f"{m}" for m in majority])
+    ax.set_yticks([])
+    ax.set_xlabel("majority true label of each cluster")
+    fig.tight_layout()
+    write_figure(path, fig)
+    plt.close(fig)
     return {"purity": float(counts.max(axis=1).sum() / counts.sum()), "majority_labels": majority.tolist(),
             "sizes": counts.sum(axis=1).tolist()}
 
@@ -268,23 +251,16 @@ def confidence_figure(panels: dict[str, np.ndarray], path: Path) -> None:
     """The article's two plots: sorted max-softmax confidence of the unlabeled pool."""
     import matplotlib.pyplot as plt
 
-    def write(tmp):
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), sharey=True)
-        for ax, (title, pmax) in zip(np.atleast_1d(axes), panels.items()):
-            ax.plot(pmax)
-            ax.set_title(title)
-            ax.set_xlabel("unlabeled sample, sorted by confidence")
-            ax.grid(alpha=0.3)
-        np.atleast_1d(axes)[0].set_ylabel("max softmax")
-        fig.tight_layout()
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-
-    replace_atomically(write, path)
-
-
-def curves_figure(curves: dict, path: Path, title: str, ylabel: str = "test accuracy") -> None:
-    replace_atomically(lambda tmp: plot_curves(curves, tmp, title=title, ylabel=ylabel), path)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), sharey=True)
+    for ax, (title, pmax) in zip(np.atleast_1d(axes), panels.items()):
+        ax.plot(pmax)
+        ax.set_title(title)
+        ax.set_xlabel("unlabeled sample, sorted by confidence")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("max softmax")
+    fig.tight_layout()
+    write_figure(path, fig)
+    plt.close(fig)
 
 
 def figures(plan: Plan, data: Data, states: dict, rows: list[dict], curves: dict, out: Path) -> tuple[dict, dict]:
@@ -299,14 +275,14 @@ def figures(plan: Plan, data: Data, states: dict, rows: list[dict], curves: dict
     active, rnd, auto = names["active"], names["random"], names["auto_confident"]
     for protocol, by_name in curves.items():
         file = "curves.png" if protocol == "seed" else f"curves_{protocol}.png"
-        curves_figure({"least confidence": by_name[active], "random": by_name[rnd]}, out / file,
+        plot_curves({"least confidence": by_name[active], "random": by_name[rnd]}, out / file,
                       f"protocol {protocol}: test accuracy vs labels (95 % CI)")
         files[f"learning curves, protocol {protocol}"] = file
     exact = next((r["curve_labels"], r["curve"]) for r in rows if r["name"] == auto)
     auto_curves = {f"{auto} ({p}, {acc.shape[0]} seeds)": (labels, acc) for p, by in curves.items()
                    for labels, acc in [by[auto]]}
     auto_curves[f"{auto} (seed, pool order)"] = exact
-    curves_figure(auto_curves, out / "auto_rounds.png", "test accuracy over auto-labeling rounds (95 % CI)")
+    plot_curves(auto_curves, out / "auto_rounds.png", "test accuracy over auto-labeling rounds (95 % CI)")
     files["accuracy over auto-labeling rounds"] = "auto_rounds.png"
     return clusters, files
 
@@ -393,15 +369,6 @@ def report_markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "optax", "numpy", "scipy", "matplotlib"):
-        out[name] = metadata.version(name)
-    out["device"] = str(jax.devices()[0].device_kind)
-    out["cpus"] = os.cpu_count()
-    return out
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -409,7 +376,7 @@ def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict
     """Run the parts of ``plan`` on ``raw``; write ``out``/results.json, report.md and figures."""
     timing = {"parts": {}, "compile": {}, "per_seed": {}}
     results = {"protocol": "seed", "plan": dataclasses.asdict(plan), "rows": [], "multiseed": [],
-               "timing_s": timing, "versions": versions()}
+               "timing_s": timing, "versions": environment()}
     start = time.perf_counter()
 
     def part(name, fn, *args):
@@ -419,6 +386,7 @@ def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict
         print(f"[{name}] {timing['parts'][name]:.1f} s", flush=True)
         return value
 
+    out.mkdir(parents=True, exist_ok=True)
     seed = seed_data(raw, pool_size=plan.pool, test_size=plan.test)
     results["rows"], states = part("table", table, plan, seed, timing)
     names = plan.names()
@@ -439,7 +407,6 @@ def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict
             for p, by_name in curves.items() for name, (labels, acc) in by_name.items()]
         results["clusters"], results["figures"] = part("figures", figures, plan, seed, states, results["rows"], curves, out)
     timing["parts"]["total"] = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     report = report_markdown(results)
     write_text(out / "report.md", report)
