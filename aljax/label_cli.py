@@ -58,7 +58,7 @@ def cmd_add(args) -> str:
 
 def cmd_status(args) -> str:
     project = labeling.load_project(args.project)
-    return labeling.format_status(project, labeling.status(project, args.confidence, args.stable))
+    return labeling.format_status(project, labeling.status(project, args.confidence, args.kappa))
 
 
 def cmd_export(args) -> str:
@@ -118,8 +118,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = command("status", cmd_status, "labels spent, estimated accuracy and stopping criteria")
     p.add_argument("--confidence", type=float, default=0.9, help="max-confidence stopping threshold (default 0.9)")
-    p.add_argument("--stable", type=float, default=0.01,
-                   help="stop when at most this fraction of predictions changed between fits (default 0.01)")
+    p.add_argument("--kappa", type=float, default=0.99,
+                   help="stop when Cohen's kappa between the last two fits' predictions reaches this (default 0.99)")
 
     p = command("export", cmd_export, "write the labeled set (and confident auto-labels) for training elsewhere")
     p.add_argument("--out", help="output .csv or .npz (default: PROJECT/export.csv)")

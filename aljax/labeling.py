@@ -53,6 +53,7 @@ from aljax.data import Split, features as pixel_features
 from aljax.loop import Config, Hyper
 from aljax.models import MODELS
 from aljax.optim import OPTIMIZERS
+from aljax.stopping import cohen_kappa
 from aljax.strategies import STRATEGIES, Context, select
 from aljax.train import fit, mean_weights
 
@@ -427,7 +428,7 @@ class FitState:
     """The last fit (fit.npz): labels digest, params and optimiser state (pytrees of numpy arrays),
     pool predictions pred (N,) int32 and confidence (N,) float32 (max softmax), one history entry
     per fit (dicts: n_labels, n_train, n_holdout, steps, holdout_correct, min_confidence,
-    mean_confidence, changed)."""
+    mean_confidence, agreement)."""
 
     digest: str
     params: object
@@ -499,7 +500,8 @@ def current_fit(project: Project) -> FitState:
         holdout_correct=int(result.correct) if project.holdout else None,
         min_confidence=float(confidence[unlabeled].min()) if unlabeled.any() else None,
         mean_confidence=float(confidence[unlabeled].mean()) if unlabeled.any() else None,
-        changed=None if previous is None else prediction_change(previous.pred, pred),
+        agreement=None if previous is None else float(cohen_kappa(
+            previous.pred, pred, np.ones(len(pred), bool), len(project.settings.classes))),
     )
     history = (() if previous is None else previous.history) + (entry,)
     state = FitState(digest, jax.tree.map(np.asarray, result.params), jax.tree.map(np.asarray, result.opt_state),
@@ -617,11 +619,6 @@ def label_round(root: str | Path, oracle: Oracle, n: int = 10, strategy: str = "
 # ----------------------------------------------------------------------------- stopping, status, export
 
 
-def prediction_change(previous: np.ndarray, current: np.ndarray) -> float:
-    """Fraction of pool items whose predicted class differs between two fits (0 = stable)."""
-    return float(np.mean(np.asarray(previous) != np.asarray(current)))
-
-
 @dataclasses.dataclass(frozen=True)
 class Criterion:
     """A stopping criterion's current value, its threshold, and whether it says stop."""
@@ -632,20 +629,20 @@ class Criterion:
 
 
 def stopping_criteria(entry: dict | None, spent: int, budget: int | None, confidence: float = 0.9,
-                      stable: float = 0.01) -> dict[str, Criterion]:
+                      kappa: float = 0.99) -> dict[str, Criterion]:
     """The stopping criteria after the fit ``entry`` (a history dict; None before any fit).
 
     * ``max_confidence``: every unlabeled item's max softmax is at least ``confidence`` (the pool
       holds nothing the model is unsure about);
-    * ``stable_predictions``: at most a fraction ``stable`` of the pool changed predicted class
-      between the last two fits;
+    * ``stable_predictions``: Cohen's κ between the pool predictions of the last two fits is at
+      least ``kappa`` (:func:`aljax.stopping.cohen_kappa`, the measure the simulated loop reports);
     * ``budget``: ``spent`` labels reached the optional ``budget``.
     """
     min_conf = None if entry is None else entry["min_confidence"]
-    changed = None if entry is None else entry["changed"]
+    agreement = None if entry is None else entry["agreement"]
     return {
         "max_confidence": Criterion(min_conf, confidence, min_conf is not None and min_conf >= confidence),
-        "stable_predictions": Criterion(changed, stable, changed is not None and changed <= stable),
+        "stable_predictions": Criterion(agreement, kappa, agreement is not None and agreement >= kappa),
         "budget": Criterion(spent, budget, budget is not None and spent >= budget),
     }
 
@@ -664,7 +661,7 @@ class Status:
     criteria: dict[str, Criterion]
 
 
-def status(project: Project, confidence: float = 0.9, stable: float = 0.01) -> Status:
+def status(project: Project, confidence: float = 0.9, kappa: float = 0.99) -> Status:
     """The project's state without fitting anything (so it is cheap and changes no file)."""
     state = load_fit(project)
     entry = None if state is None else state.history[-1]
@@ -676,7 +673,7 @@ def status(project: Project, confidence: float = 0.9, stable: float = 0.01) -> S
         per_class=per_class,
         fit=entry,
         stale=state is not None and state.digest != labels_digest(project.labels),
-        criteria=stopping_criteria(entry, len(project.labels), project.settings.budget, confidence, stable),
+        criteria=stopping_criteria(entry, len(project.labels), project.settings.budget, confidence, kappa),
     )
 
 
@@ -702,7 +699,7 @@ def format_status(project: Project, s: Status) -> str:
                          f"({f['holdout_correct']}/{f['n_holdout']}; also the early-stopping set, so optimistic)")
     c = s.criteria
     lines.append(_criterion_line("lowest max-confidence on the unlabeled pool", c["max_confidence"], ">="))
-    lines.append(_criterion_line("predictions changed between the last two fits", c["stable_predictions"], "<="))
+    lines.append(_criterion_line("agreement (Cohen's kappa) of the last two fits' predictions", c["stable_predictions"], ">="))
     if budget:
         lines.append(f"budget: {spent}/{budget} labels" + (" -> stop" if c["budget"].met else ""))
     return "\n".join(lines)

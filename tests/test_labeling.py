@@ -206,12 +206,11 @@ def test_cold_start_picks_distinct_unlabeled_rows(blobs):
 
 
 def test_stopping_criteria_by_hand():
-    entry = dict(min_confidence=0.95, changed=0.02)
-    c = labeling.stopping_criteria(entry, spent=30, budget=30, confidence=0.9, stable=0.01)
+    entry = dict(min_confidence=0.95, agreement=0.98)
+    c = labeling.stopping_criteria(entry, spent=30, budget=30, confidence=0.9, kappa=0.99)
     assert c["max_confidence"].met and not c["stable_predictions"].met and c["budget"].met
     c = labeling.stopping_criteria(None, spent=3, budget=None)
     assert not any(v.met for v in c.values())
-    assert labeling.prediction_change(np.array([0, 1, 2, 3]), np.array([0, 1, 0, 0])) == 0.5
 
 
 def test_csv_oracle_reads_the_filled_cells(tmp_path):
@@ -295,7 +294,7 @@ def test_expert_session_on_an_image_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "labels spent: 24 of a budget of 30 (20 train, 4 holdout)" in r.stdout
     assert "labels added since" in r.stdout and "estimated accuracy on the holdout" in r.stdout
-    assert "predictions changed between the last two fits" in r.stdout
+    assert "agreement (Cohen's kappa) of the last two fits' predictions" in r.stdout
 
     out = tmp_path / "labeled.npz"
     assert label_cli.main(["export", "--project", str(tmp_path / "proj"), "--out", str(out),
