@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import re
 import subprocess
 import sys
 import time
@@ -344,22 +345,23 @@ def register_run(subparsers) -> None:
 def first_sentence(obj) -> str:
     """The first sentence of a docstring's first paragraph, on one line."""
     text = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split()).replace("``", "")
-    return text.split(". ")[0].rstrip(".") + "."
+    return re.split(r"(?<!\bal)\. ", text)[0].rstrip(".") + "."  # "et al. 2020" does not end a sentence
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
+    width = max(map(len, [*STRATEGIES, *DATASETS, *PROTOCOLS])) + 2
     print("strategies:")
     for name, fn in STRATEGIES.items():
-        print(f"  {name:18} {first_sentence(fn)}")
+        print(f"  {name:{width}} {first_sentence(fn)}")
     print("datasets:")
     for name, text in DATASETS.items():
         where = data_dir / name
         mark = "" if name.startswith("tfds:") else (" [present]" if where.is_dir() else " [not in " + str(where) + "]")
-        print(f"  {name:18} {text}{mark}")
+        print(f"  {name:{width}} {text}{mark}")
     print("protocols:")
     for name, fn in PROTOCOLS.items():
-        print(f"  {name:18} {first_sentence(fn)}")
+        print(f"  {name:{width}} {first_sentence(fn)}")
     return 0
 
 
