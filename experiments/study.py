@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -209,7 +210,7 @@ def run_setting(setting: Setting, raw: Raw, out: Path, strategies: list[str], n_
         sized[strategy] = {q: runs[strategy] if q == setting.query_size else
                            cached_run(out, setting, data, strategy, q, n_seeds, chunk, fresh)
                            for q in sorted({*query_sizes, setting.query_size})}
-    every = list(runs.values()) + [r for by_size in sized.values() for r in by_size.values()]
+    every = list(runs.values()) + [r for by_size in sized.values() for q, r in by_size.items() if q != setting.query_size]
     paired_initial = all(r["initial"] == runs[REFERENCE]["initial"] for r in every)
     if not paired_initial:
         raise RuntimeError(f"setting {setting.name}: initial labels differ across strategies for the same seed")
@@ -329,7 +330,8 @@ def setting_report(r: dict) -> list[str]:
             "|---|---|" + "---|" * (len(counts) + 3),
         ]
         lines += [f"| {size} | {v['rounds']} | " + " | ".join(pct(v["at"][n]) for n in counts)
-                  + f" | {pct(v['auc'])} | {diff(v['vs_base_auc'])} | {v['compile_s'] + v['run_s']:.0f} |"
+                  + f" | {pct(v['auc'])} | {'—' if size == str(st['query_size']) else diff(v['vs_base_auc'])}"
+                  + f" | {v['compile_s'] + v['run_s']:.0f} |"
                   for size, v in q["sizes"].items()]
     if r["query_size"]:
         lines += ["", f"![query size]({st['name']}_query_size.png)"]
@@ -398,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
             "mode": "quick" if args.quick else "full",
             "strategies": strategies,
             "left_out": list(AUTO_LABEL),
-            "machine": f"{jax.device_count()} {jax.default_backend()} device(s); wall times include "
-                       "compilation and are inflated when the machine is shared",
+            "machine": f"{jax.device_count()} {jax.default_backend()} device(s), {os.cpu_count()} cores, load "
+                       f"average {os.getloadavg()[0]:.1f} at the start; wall times include compilation and are "
+                       "inflated when other jobs share the machine",
             "notes": [],
         },
         "settings": {},
