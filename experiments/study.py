@@ -278,7 +278,8 @@ def setting_report(r: dict) -> list[str]:
         f"Pool {r['pool_size']}, dev {st['dev_size']}, test 10 000; {st['n_initial']} random initial labels, "
         f"{st['query_size']} per round up to {st['budget']}; {r['seeds']} seeds ({r['seed_keys']}); "
         f"same initial labels per seed across strategies: {'verified' if r['paired_initial_labels'] else 'NO'}. "
-        f"Wall time {r['wall_s']:.0f} s (compile + run {r['compute_s']:.0f} s).",
+        f"Compile + run time of its runs (as measured when each ran): {r['compute_s']:.0f} s; this "
+        f"invocation's wall time {r['wall_s']:.0f} s (less when runs stored in runs/ were reused).",
         "",
         f"![curves]({st['name']}_curves.png) ![paired difference to random]({st['name']}_vs_random.png)",
         "",
