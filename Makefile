@@ -30,3 +30,14 @@ reproduce-table: install data
 
 clean:
 	rm -rf $(VENV) results/reproduce .pytest_cache
+
+# The strategy study (experiments/study.py): every registered strategy vs random over paired seeds.
+.PHONY: data-fashion study study-quick
+data-fashion: install
+	$(PY) -m aljax.fetch --dataset fashion-mnist
+
+study: install data data-fashion
+	$(PY) experiments/study.py
+
+study-quick: install data
+	$(PY) experiments/study.py --quick

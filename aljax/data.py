@@ -26,8 +26,15 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+FASHION_MNIST_SHA256 = {  # the files of Debian's dataset-fashion-mnist (Zalando's release), uncompressed
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 DEFAULT_DATA_DIR = Path("data")
 FETCH_HINT = "run `make data`"
+FASHION_FETCH_HINT = "run `make data-fashion`"
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -54,38 +61,40 @@ class Raw:
 # ----------------------------------------------------------------------------- IDX files
 
 
-def parse_idx(buf: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode one IDX file's bytes into an array, checking the magic number and the size."""
+def parse_idx(buf: bytes, name: str = "<bytes>", hint: str = FETCH_HINT) -> np.ndarray:
+    """Decode one IDX file's bytes into an array, checking the magic number and the size.
+
+    ``hint`` ends every error message: how to obtain the file again."""
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
-        raise DataError(f"{name}: not an IDX file (bad magic number); delete it and {FETCH_HINT}")
+        raise DataError(f"{name}: not an IDX file (bad magic number); delete it and {hint}")
     ndim = buf[3]
     header = 4 + 4 * ndim
     if len(buf) < header:
-        raise DataError(f"{name}: truncated IDX header; delete it and {FETCH_HINT}")
+        raise DataError(f"{name}: truncated IDX header; delete it and {hint}")
     shape = tuple(int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[buf[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(buf) != expected:
         raise DataError(
             f"{name}: {len(buf)} bytes where its header promises {expected} (truncated or padded);"
-            f" delete it and {FETCH_HINT}"
+            f" delete it and {hint}"
         )
     return np.frombuffer(buf, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | Path, sha256: str | None = None) -> np.ndarray:
+def read_idx(path: str | Path, sha256: str | None = None, hint: str = FETCH_HINT) -> np.ndarray:
     """Read a plain or ``.gz`` IDX file; verify the SHA-256 of its uncompressed bytes if given."""
     path = Path(path)
     try:
         raw = path.read_bytes()
         buf = gzip.decompress(raw) if path.suffix == ".gz" else raw
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; {FETCH_HINT}") from None
+        raise DataError(f"{path}: missing; {hint}") from None
     except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: unreadable ({err}); delete it and {FETCH_HINT}") from None
+        raise DataError(f"{path}: unreadable ({err}); delete it and {hint}") from None
     if sha256 is not None and hashlib.sha256(buf).hexdigest() != sha256:
-        raise DataError(f"{path}: wrong SHA-256 checksum (corrupt download?); delete it and {FETCH_HINT}")
-    return parse_idx(buf, str(path))
+        raise DataError(f"{path}: wrong SHA-256 checksum (corrupt download?); delete it and {hint}")
+    return parse_idx(buf, str(path), hint)
 
 
 def find_idx(data_dir: Path, stem: str) -> Path:
@@ -96,20 +105,35 @@ def find_idx(data_dir: Path, stem: str) -> Path:
     return data_dir / stem
 
 
-def load_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "mnist", *, verify: bool = True) -> Raw:
-    """MNIST from its four official IDX files (checksums of DESIGN §8 verified by default)."""
+def load_idx_dataset(data_dir: str | Path, checksums: dict[str, str] | None, name: str,
+                     hint: str = FETCH_HINT) -> Raw:
+    """A dataset stored as MNIST's four IDX files (``train-images-idx3-ubyte`` ...) in ``data_dir``.
+
+    checksums: stem -> SHA-256 of the uncompressed bytes (None: do not verify); hint: how to fetch.
+    """
     data_dir = Path(data_dir)
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     arrays = {
-        stem: read_idx(find_idx(data_dir, stem), sha if verify else None)
-        for stem, sha in MNIST_SHA256.items()
+        stem: read_idx(find_idx(data_dir, stem), None if checksums is None else checksums[stem], hint)
+        for stem in stems
     }
     return Raw(
         train_x=arrays["train-images-idx3-ubyte"],
         train_y=arrays["train-labels-idx1-ubyte"].astype(np.int32),
         test_x=arrays["t10k-images-idx3-ubyte"],
         test_y=arrays["t10k-labels-idx1-ubyte"].astype(np.int32),
-        name="mnist",
+        name=name,
     )
+
+
+def load_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "mnist", *, verify: bool = True) -> Raw:
+    """MNIST from its four official IDX files (checksums of DESIGN §8 verified by default)."""
+    return load_idx_dataset(data_dir, MNIST_SHA256 if verify else None, "mnist")
+
+
+def load_fashion_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "fashion-mnist", *, verify: bool = True) -> Raw:
+    """Fashion-MNIST (same IDX layout and sizes as MNIST) from ``make data-fashion``'s files."""
+    return load_idx_dataset(data_dir, FASHION_MNIST_SHA256 if verify else None, "fashion_mnist", FASHION_FETCH_HINT)
 
 
 def load_tfds(name: str, data_dir: str | Path | None = None) -> Raw:

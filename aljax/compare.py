@@ -1,0 +1,75 @@
+"""Paired statistics over seeds for comparing active-learning curves (host side, numpy).
+
+A curve set is ``labels (R,)`` (label counts after each fit) and ``acc (S, R)`` (test accuracy of S
+seeds). Seeds are paired across strategies: seed s of every strategy starts from the same initial
+labels, so differences are taken per seed before any averaging. Intervals are Student-t 95 % CIs
+over the seed distribution (:func:`aljax.metrics.mean_ci`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aljax.metrics import mean_ci
+
+
+def summary(values) -> dict:
+    """{'mean', 'low', 'high', 'n'} of a 1-D sample (NaN bounds when n < 2; all NaN when n = 0)."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    mean, low, high = mean_ci(values)
+    return {"mean": float(mean), "low": float(low), "high": float(high), "n": int(values.size)}
+
+
+def at_labels(labels, acc, count: int) -> np.ndarray:
+    """Per-seed accuracy (S,) at exactly ``count`` labels; ValueError if the curve has no such point."""
+    hits = np.flatnonzero(np.asarray(labels) == count)
+    if hits.size == 0:
+        raise ValueError(f"no fit at {count} labels on this curve (labels {labels[0]}..{labels[-1]})")
+    return np.asarray(acc)[:, hits[0]]
+
+
+def labels_to_reach(labels, acc, target: float) -> np.ndarray:
+    """Per-seed first label count (S,) at which accuracy >= ``target``; NaN where never reached."""
+    labels = np.asarray(labels, np.float64)
+    reached = np.asarray(acc) >= target
+    first = np.argmax(reached, axis=1)
+    return np.where(reached.any(axis=1), labels[first], np.nan)
+
+
+def reach_summary(labels, acc, target: float) -> dict:
+    """Labels-to-reach over the seeds that reach ``target`` (mean, CI) and how many never do."""
+    needed = labels_to_reach(labels, acc, target)
+    reached = needed[~np.isnan(needed)]
+    return {**summary(reached), "never": int(np.isnan(needed).sum()), "seeds": int(needed.size)}
+
+
+def auc(labels, acc, upto: int | None = None) -> np.ndarray:
+    """Per-seed normalised area under the budget curve (S,): the trapezoid integral of accuracy over
+    labels from the first point to ``upto`` (default: the last), divided by that label range; i.e.
+    the mean accuracy over the budget, in the accuracy's units."""
+    labels = np.asarray(labels, np.float64)
+    acc = np.asarray(acc, np.float64)
+    keep = labels <= (labels[-1] if upto is None else upto)
+    labels, acc = labels[keep], acc[:, keep]
+    return np.trapezoid(acc, labels, axis=1) / (labels[-1] - labels[0])
+
+
+def paired(a, b) -> dict:
+    """Paired comparison of per-seed values a (S,) against b (S,) (higher is better).
+
+    mean/low/high: the mean of a − b with its t 95 % CI; wins/ties/losses: fractions of seeds with
+    a > b, a == b, a < b.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired comparison needs two equal-length 1-D samples, got {a.shape} and {b.shape}")
+    diff = a - b
+    return {
+        **summary(diff),
+        "wins": float(np.mean(diff > 0)),
+        "ties": float(np.mean(diff == 0)),
+        "losses": float(np.mean(diff < 0)),
+    }

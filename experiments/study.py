@@ -1,0 +1,423 @@
+"""The strategy study (``make study``, ``make study-quick``): every registered query strategy against
+random over many paired seeds, on three settings, with CIs from the seed distribution.
+
+Settings (dev protocol: early stopping on a held-out dev split of the training set, accuracy on the
+whole 10 000-image test set):
+
+* A: MNIST, pool = the first 4000 training images, 10 random initial labels, 10 per round up to 400;
+* B: MNIST, pool = all 59 000 training images that are not dev, 20 initial labels, 10 per round up to
+  1000 (the sizes of Gal et al. 2017);
+* C: Fashion-MNIST with the sizes of A.
+
+Each (setting, strategy, query size) is ONE compiled program vmapped over seeds (seeds run in
+chunks of ``--chunk`` so memory stays bounded). Seed i uses the key ``fold_in(key(0), i)`` for every
+strategy, so seed i starts from the same random initial labels everywhere (checked, recorded as
+``paired_initial_labels``): all comparisons are paired per seed before averaging. The quick mode's
+16 seeds are the first 16 of the full mode's.
+
+Outputs in ``--out`` (default results/study, quick: results/study-quick):
+``runs/<setting>_<strategy>_q<size>_s<seeds>.json`` (per-seed curves, reused on the next call unless
+``--fresh``), ``study.json`` (every summary number), ``report.md`` (written only from study.json),
+``<setting>_curves.png`` and ``<setting>_vs_random.png`` (paired differences), ``A_query_size.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aljax.compare import at_labels, auc, paired, reach_summary, summary
+from aljax.data import DEFAULT_DATA_DIR, DataError, Raw, dev_data, load_fashion_mnist, load_mnist
+from aljax.loop import Config, Hyper, make_run
+from aljax.metrics import mean_ci
+from aljax.plots import plot_curves
+from aljax.strategies import STRATEGIES
+
+REFERENCE = "random"
+AUTO_LABEL = ("most_confident",)  # auto-labeling orders, not query strategies: left out of the study
+QUERY_SIZE_STRATEGIES = ("margin", "entropy")
+QUERY_SIZES = (1, 10, 50)
+# (variant, base) pairs compared head to head when the variant is registered (pool subsampling).
+COMBINATOR_VARIANTS = (
+    ("subsample(least_confidence)", "least_confidence"),
+    ("subsampled_least_confidence", "least_confidence"),
+)
+LOADERS = {
+    "mnist": lambda data_dir: load_mnist(Path(data_dir) / "mnist"),
+    "fashion_mnist": lambda data_dir: load_fashion_mnist(Path(data_dir) / "fashion-mnist"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One pool/budget setting: n_initial random labels, then ``query_size`` per round up to budget.
+
+    pool_size None = every training image that is not dev. at: label counts of the accuracy table;
+    targets: accuracies for the labels-needed table.
+    """
+
+    name: str
+    title: str
+    dataset: str
+    pool_size: int | None
+    n_initial: int
+    budget: int
+    at: tuple[int, ...]
+    targets: tuple[float, ...]
+    query_size: int = 10
+    dev_size: int = 1000
+
+    def config(self, strategy: str, query_size: int | None = None) -> Config:
+        q = self.query_size if query_size is None else query_size
+        return Config(strategy=strategy, n_initial=self.n_initial, query_size=q,
+                      rounds=(self.budget - self.n_initial) // q, initial="random")
+
+
+SETTINGS = {
+    "A": Setting("A", "MNIST, pool = first 4000 training images", "mnist", 4000, 10, 400,
+                 (50, 100, 200, 400), (0.80, 0.85, 0.90)),
+    "B": Setting("B", "MNIST, full pool (59 000 = 60 000 − 1000 dev)", "mnist", None, 20, 1000,
+                 (50, 100, 200, 400, 1000), (0.80, 0.85, 0.90)),
+    # Softmax regression tops out near 84 % on Fashion-MNIST with all labels: lower targets.
+    "C": Setting("C", "Fashion-MNIST, pool = first 4000 training images", "fashion_mnist", 4000, 10, 400,
+                 (50, 100, 200, 400), (0.70, 0.75, 0.80)),
+}
+
+
+def study_strategies() -> list[str]:
+    """Every registered strategy except the auto-labeling orders, the reference first."""
+    return [REFERENCE] + [name for name in STRATEGIES if name != REFERENCE and name not in AUTO_LABEL]
+
+
+def seed_keys(start: int, stop: int) -> jax.Array:
+    """Typed keys (stop − start,) of seeds start..stop−1: ``fold_in(key(0), i)`` (independent of S)."""
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(start, stop))
+
+
+def run_seeds(data, config: Config, n_seeds: int, chunk: int) -> dict:
+    """Per-seed curves of one config: labels (R,), acc (S, R), initial (S, n_initial), timings.
+
+    One compiled program for all chunks; the last chunk is padded with extra seeds, then dropped.
+    """
+    config.check_pool(int(np.asarray(data.pool.valid).sum()))
+    chunk = min(chunk, n_seeds)
+    run = jax.jit(jax.vmap(make_run(config), in_axes=(None, None, 0)))
+    t0 = time.perf_counter()
+    compiled = run.lower(data, Hyper(), seed_keys(0, chunk)).compile()
+    compile_s = time.perf_counter() - t0
+    acc, initial = [], []
+    for start in range(0, n_seeds, chunk):
+        state, info = compiled(data, Hyper(), seed_keys(start, start + chunk))
+        acc.append(np.asarray(info.test_accuracy))
+        initial.append(np.asarray(state.order[:, : config.n_initial]))
+        labels = np.asarray(info.n_labeled[0])
+    return {
+        "labels": labels.tolist(),
+        "acc": np.round(np.concatenate(acc)[:n_seeds].astype(np.float64), 6).tolist(),
+        "initial": np.concatenate(initial)[:n_seeds].tolist(),
+        "compile_s": round(compile_s, 2),
+        "run_s": round(time.perf_counter() - t0 - compile_s, 2),
+    }
+
+
+def cached_run(out: Path, setting: Setting, data, strategy: str, query_size: int, n_seeds: int,
+               chunk: int, fresh: bool) -> dict:
+    """:func:`run_seeds`, stored in ``out/runs`` and reused when the same run is stored there."""
+    config = setting.config(strategy, query_size)
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{setting.name}_{strategy}_q{query_size}_s{n_seeds}")
+    path = out / "runs" / f"{tag}.json"
+    spec = {"setting": dataclasses.asdict(setting), "config": dataclasses.asdict(config), "seeds": n_seeds}
+    if path.exists() and not fresh:
+        stored = json.loads(path.read_text())
+        if stored["spec"] == json.loads(json.dumps(spec)):
+            print(f"  {setting.name} {strategy} q={query_size}: reused {path}", flush=True)
+            return stored
+    result = {"spec": spec, **run_seeds(data, config, n_seeds, chunk)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    final = np.mean(np.asarray(result["acc"])[:, -1])
+    print(f"  {setting.name} {strategy} q={query_size}: compile {result['compile_s']:.0f} s, "
+          f"run {result['run_s']:.0f} s, mean final accuracy {final:.4f}", flush=True)
+    return result
+
+
+def curve_summary(run: dict, setting: Setting, reference: dict | None) -> dict:
+    """Every summary number of one strategy's curves (paired against ``reference`` when given)."""
+    labels, acc = np.asarray(run["labels"]), np.asarray(run["acc"])
+    mean, low, high = mean_ci(acc)
+    out = {
+        "query_size": run["spec"]["config"]["query_size"],
+        "labels": labels.tolist(),
+        "curve": {"mean": mean.tolist(), "low": low.tolist(), "high": high.tolist()},
+        "at": {str(n): summary(at_labels(labels, acc, n)) for n in setting.at},
+        "reach": {f"{t:.2f}": reach_summary(labels, acc, t) for t in setting.targets},
+        "auc": summary(auc(labels, acc)),
+        "compile_s": run["compile_s"],
+        "run_s": run["run_s"],
+    }
+    if reference is not None:
+        ref = np.asarray(reference["acc"])
+        out["vs_random"] = {
+            "at": {str(n): paired(at_labels(labels, acc, n), at_labels(labels, ref, n)) for n in setting.at},
+            "auc": paired(auc(labels, acc), auc(labels, ref)),
+        }
+    return out
+
+
+def query_size_study(runs: dict, setting: Setting) -> dict:
+    """Per strategy: accuracy at the label counts every query size visits, and the AUC up to the
+    largest common count, each paired against the setting's own query size."""
+    out = {}
+    for strategy, by_size in runs.items():
+        common = sorted(set.intersection(*(set(r["labels"]) for r in by_size.values())))
+        upto, counts = common[-1], common[1:]
+        base = by_size[setting.query_size]
+        base_labels, base_acc = np.asarray(base["labels"]), np.asarray(base["acc"])
+        out[strategy] = {"common_labels": counts, "auc_upto": upto, "sizes": {}}
+        for q, run in by_size.items():
+            labels, acc = np.asarray(run["labels"]), np.asarray(run["acc"])
+            out[strategy]["sizes"][str(q)] = {
+                "rounds": run["spec"]["config"]["rounds"],
+                "at": {str(n): summary(at_labels(labels, acc, n)) for n in counts},
+                "auc": summary(auc(labels, acc, upto)),
+                "vs_base_auc": paired(auc(labels, acc, upto), auc(base_labels, base_acc, upto)),
+                "compile_s": run["compile_s"],
+                "run_s": run["run_s"],
+            }
+    return out
+
+
+def run_setting(setting: Setting, raw: Raw, out: Path, strategies: list[str], n_seeds: int, chunk: int,
+                query_sizes: tuple[int, ...], query_strategies: tuple[str, ...] = QUERY_SIZE_STRATEGIES,
+                combinators: tuple[tuple[str, str], ...] = COMBINATOR_VARIANTS, fresh: bool = False) -> dict:
+    """Run one setting and return its summary (JSON-ready); figures go to ``out``."""
+    t0 = time.perf_counter()
+    data = dev_data(raw, setting.pool_size, setting.dev_size)
+    print(f"setting {setting.name}: {setting.title}; pool {data.pool.size}, {n_seeds} seeds", flush=True)
+    runs = {s: cached_run(out, setting, data, s, setting.query_size, n_seeds, chunk, fresh) for s in strategies}
+    sized = {}  # strategy -> query size -> run (only when query sizes are studied in this setting)
+    for strategy in (s for s in query_strategies if s in strategies and query_sizes):
+        sized[strategy] = {q: runs[strategy] if q == setting.query_size else
+                           cached_run(out, setting, data, strategy, q, n_seeds, chunk, fresh)
+                           for q in sorted({*query_sizes, setting.query_size})}
+    every = list(runs.values()) + [r for by_size in sized.values() for q, r in by_size.items() if q != setting.query_size]
+    paired_initial = all(r["initial"] == runs[REFERENCE]["initial"] for r in every)
+    if not paired_initial:
+        raise RuntimeError(f"setting {setting.name}: initial labels differ across strategies for the same seed")
+    result = {
+        "setting": dataclasses.asdict(setting),
+        "pool_size": data.pool.size,
+        "seeds": n_seeds,
+        "seed_keys": f"jax.random.fold_in(jax.random.key(0), i) for i in 0..{n_seeds - 1}",
+        "paired_initial_labels": paired_initial,
+        "strategies": {s: curve_summary(r, setting, None if s == REFERENCE else runs[REFERENCE])
+                       for s, r in runs.items()},
+        "query_size": query_size_study(sized, setting),
+        "combinators": [],
+    }
+    for variant, base in combinators:
+        if variant not in runs or base not in runs:
+            print(f"  note: combinator variant {variant!r} (or its base {base!r}) is not in the study; skipped")
+            continue
+        v, b = runs[variant], runs[base]
+        result["combinators"].append({
+            "variant": variant, "base": base,
+            "at": {str(n): paired(at_labels(v["labels"], v["acc"], n), at_labels(b["labels"], b["acc"], n))
+                   for n in setting.at},
+            "auc": paired(auc(v["labels"], v["acc"]), auc(b["labels"], b["acc"])),
+        })
+    plot_curves({s: (r["labels"], np.asarray(r["acc"])) for s, r in runs.items()},
+                out / f"{setting.name}_curves.png", title=f"{setting.name}: {setting.title} ({n_seeds} seeds)")
+    ref = np.asarray(runs[REFERENCE]["acc"])
+    plot_curves({s: (r["labels"], np.asarray(r["acc"]) - ref) for s, r in runs.items() if s != REFERENCE},
+                out / f"{setting.name}_vs_random.png", title=f"{setting.name}: paired difference to random",
+                ylabel="test accuracy − random (same seed)")
+    if result["query_size"]:
+        plot_curves({f"{s} q={q}": (r["labels"], np.asarray(r["acc"])) for s, by in sized.items() for q, r in by.items()},
+                    out / f"{setting.name}_query_size.png", title=f"{setting.name}: query size")
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    result["compute_s"] = round(sum(r["compile_s"] + r["run_s"] for r in every), 1)
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def pct(s: dict) -> str:
+    """'83.1 [82.7, 83.5]' from a summary of accuracies (or accuracy differences, in points)."""
+    return f"{100 * s['mean']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
+
+
+def diff(p: dict) -> str:
+    """A paired difference in accuracy points with its CI and the fraction of seeds won."""
+    return f"{100 * p['mean']:+.2f} [{100 * p['low']:+.2f}, {100 * p['high']:+.2f}], wins {100 * p['wins']:.0f} %"
+
+
+def verdict(p: dict) -> str:
+    """'+' if the paired CI lies above 0, '−' below, '=' if it contains 0."""
+    return "+" if p["low"] > 0 else "−" if p["high"] < 0 else "="
+
+
+def setting_report(r: dict) -> list[str]:
+    st = r["setting"]
+    names = list(r["strategies"])
+    at = [str(n) for n in st["at"]]
+    lines = [
+        f"## Setting {st['name']}: {st['title']}",
+        "",
+        f"Pool {r['pool_size']}, dev {st['dev_size']}, test 10 000; {st['n_initial']} random initial labels, "
+        f"{st['query_size']} per round up to {st['budget']}; {r['seeds']} seeds ({r['seed_keys']}); "
+        f"same initial labels per seed across strategies: {'verified' if r['paired_initial_labels'] else 'NO'}. "
+        f"Compile + run time of its runs (as measured when each ran): {r['compute_s']:.0f} s; this "
+        f"invocation's wall time {r['wall_s']:.0f} s (less when runs stored in runs/ were reused).",
+        "",
+        f"![curves]({st['name']}_curves.png) ![paired difference to random]({st['name']}_vs_random.png)",
+        "",
+        "Test accuracy (%) at fixed label counts, mean [95 % CI over seeds]:",
+        "",
+        "| strategy | " + " | ".join(at) + " | AUC (mean accuracy over the budget) |",
+        "|---|" + "---|" * (len(at) + 1),
+    ]
+    lines += [f"| {s} | " + " | ".join(pct(v["at"][n]) for n in at) + f" | {pct(v['auc'])} |"
+              for s, v in r["strategies"].items()]
+    targets = list(r["strategies"][names[0]]["reach"])
+    lines += [
+        "",
+        "Labels needed to first reach a test accuracy: mean [95 % CI] over the seeds that reach it within "
+        "the budget (conditional on reaching it), and how many seeds never do:",
+        "",
+        "| strategy | " + " | ".join(f"{100 * float(t):.0f} %" for t in targets) + " |",
+        "|---|" + "---|" * len(targets),
+    ]
+    for s, v in r["strategies"].items():
+        cells = [(f"{x['mean']:.0f} [{x['low']:.0f}, {x['high']:.0f}]" if x["n"] > 1 else
+                  f"{x['mean']:.0f}" if x["n"] == 1 else "—") + f" (never {x['never']}/{x['seeds']})"
+                 for x in (v["reach"][t] for t in targets)]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Paired against random over the same seeds: accuracy difference in points, mean [95 % CI], and the "
+        "fraction of seeds where the strategy is strictly better:",
+        "",
+        "| strategy | " + " | ".join(at) + " | AUC | verdict per count (+ better, − worse, = CI contains 0) |",
+        "|---|" + "---|" * (len(at) + 2),
+    ]
+    for s, v in r["strategies"].items():
+        if "vs_random" in v:
+            vs = v["vs_random"]
+            lines.append(f"| {s} | " + " | ".join(diff(vs["at"][n]) for n in at) + f" | {diff(vs['auc'])} | "
+                         + " ".join(verdict(vs["at"][n]) for n in at) + f" / AUC {verdict(vs['auc'])} |")
+    for c in r["combinators"]:
+        lines += ["", f"Pool subsampling: {c['variant']} minus {c['base']} (paired): "
+                  + "; ".join(f"{n}: {diff(p)}" for n, p in c["at"].items()) + f"; AUC {diff(c['auc'])}."]
+    for s, q in r["query_size"].items():
+        counts = [str(n) for n in q["common_labels"]]
+        lines += [
+            "",
+            f"Query size, {s}: accuracy (%) at the label counts every size visits; AUC up to {q['auc_upto']} "
+            f"labels, and its paired difference to query size {st['query_size']}:",
+            "",
+            "| query size | rounds | " + " | ".join(counts) + f" | AUC ≤ {q['auc_upto']} | vs q={st['query_size']} | compile + run (s) |",
+            "|---|---|" + "---|" * (len(counts) + 3),
+        ]
+        lines += [f"| {size} | {v['rounds']} | " + " | ".join(pct(v["at"][n]) for n in counts)
+                  + f" | {pct(v['auc'])} | {'—' if size == str(st['query_size']) else diff(v['vs_base_auc'])}"
+                  + f" | {v['compile_s'] + v['run_s']:.0f} |"
+                  for size, v in q["sizes"].items()]
+    if r["query_size"]:
+        lines += ["", f"![query size]({st['name']}_query_size.png)"]
+    lines += ["", "Time per strategy (s, compile + run): "
+              + ", ".join(f"{s} {v['compile_s']:.0f} + {v['run_s']:.0f}" for s, v in r["strategies"].items()), ""]
+    return lines
+
+
+def write_report(results: dict, out: Path) -> Path:
+    """report.md from the study.json content only (every number in it is in study.json)."""
+    meta = results["meta"]
+    lines = [
+        "# Active-learning strategy study",
+        "",
+        f"Mode: {meta['mode']}. Model: softmax regression, TF1 Adam lr 0.1, patience 10 (aljax defaults). "
+        f"Strategies: {', '.join(meta['strategies'])} (every registered strategy except the auto-labeling "
+        f"{', '.join(meta['left_out'])}). Timings: {meta['machine']}.",
+        "",
+    ]
+    for r in results["settings"].values():
+        lines += setting_report(r)
+    for note in meta["notes"]:
+        lines.append(f"- {note}")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="16 seeds, setting A, query sizes 10 and 50")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, help="default: A B C (quick: A)")
+    parser.add_argument("--seeds", type=int, help="default 100 (quick: 16)")
+    parser.add_argument("--chunk", type=int, default=50, help="seeds per compiled call (bounds memory)")
+    parser.add_argument("--query-sizes", type=int, nargs="+", help="default 1 10 50 (quick: 10 50)")
+    parser.add_argument("--strategies", nargs="+", help="default: every registered one but auto-labeling")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, help="default results/study (quick: results/study-quick)")
+    parser.add_argument("--fresh", action="store_true", help="recompute runs already stored in OUT/runs")
+    args = parser.parse_args(argv)
+    settings = args.settings or (["A"] if args.quick else list(SETTINGS))
+    n_seeds = args.seeds or (16 if args.quick else 100)
+    query_sizes = tuple(args.query_sizes or ((10, 50) if args.quick else QUERY_SIZES))
+    out = args.out or Path("results/study-quick" if args.quick else "results/study")
+    strategies = study_strategies()
+    if args.strategies:
+        unknown = [s for s in args.strategies if s not in STRATEGIES]
+        if unknown:
+            print(f"error: unknown strategies {', '.join(unknown)}; registered: {', '.join(STRATEGIES)}", file=sys.stderr)
+            return 2
+        strategies = [REFERENCE] + [s for s in args.strategies if s != REFERENCE]
+    if n_seeds < 2 or args.chunk < 1 or min(query_sizes) < 1:
+        print("error: need --seeds >= 2 (for CIs), --chunk >= 1 and query sizes >= 1", file=sys.stderr)
+        return 2
+    try:  # load every dataset first: a missing one fails before hours of compute, not after
+        raws = {name: LOADERS[SETTINGS[name].dataset](args.data_dir) for name in settings}
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "meta": {
+            "mode": "quick" if args.quick else "full",
+            "strategies": strategies,
+            "left_out": list(AUTO_LABEL),
+            "machine": f"{jax.device_count()} {jax.default_backend()} device(s), {os.cpu_count()} cores, load "
+                       f"average {os.getloadavg()[0]:.1f} at the start; wall times include compilation and are "
+                       "inflated when other jobs share the machine",
+            "notes": [],
+        },
+        "settings": {},
+    }
+    if 1 not in query_sizes and "A" in settings:
+        results["meta"]["notes"].append("query size 1 left out in this mode (390 rounds: the slowest run)")
+    for name in settings:
+        results["settings"][name] = run_setting(SETTINGS[name], raws[name], out, strategies, n_seeds, args.chunk,
+                                                query_sizes if name == "A" else (), fresh=args.fresh)
+        (out / "study.json").write_text(json.dumps(results, indent=1))  # after each setting: nothing is lost
+        write_report(results, out)
+    print(f"wrote {out / 'study.json'}, {out / 'report.md'} and figures", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
