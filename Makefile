@@ -34,7 +34,7 @@ clean:
 # The strategy study (experiments/study.py): every registered strategy vs random over paired seeds.
 .PHONY: data-fashion study study-quick
 data-fashion: install
-	$(PY) -m aljax.fetch --dataset fashion-mnist
+	$(PY) -m aljax.fetch --dataset fashion_mnist
 
 study: install data data-fashion
 	$(PY) experiments/study.py

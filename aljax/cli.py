@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aljax import atomic, label_cli, store
-from aljax.data import DEFAULT_DATA_DIR, FETCH_HINT, PROTOCOLS, DataError, Raw, find_idx, load_mnist, load_tfds, read_idx
+from aljax.data import DATASET_FORMS, DATASETS, DEFAULT_DATA_DIR, PROTOCOLS, DataError, Raw, load_dataset
 from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo
 from aljax.models import MODELS
 from aljax.optim import OPTIMIZERS
@@ -38,32 +38,6 @@ class CliError(Exception):
 
 
 # ----------------------------------------------------------------------------- datasets
-
-DATASETS = {
-    "mnist": "MNIST, the four IDX files in DATA_DIR/mnist (checksummed; `make data`)",
-    "fashion_mnist": "Fashion-MNIST, IDX files in DATA_DIR/fashion_mnist if present, else tfds",
-    "tfds:NAME": "any prepared tensorflow-datasets image classification dataset NAME (e.g. tfds:kmnist)",
-}
-IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def load_dataset(name: str, data_dir: Path = DEFAULT_DATA_DIR) -> Raw:
-    """The one place a dataset name becomes a :class:`Raw` (see :data:`DATASETS`)."""
-    if name == "mnist":
-        return load_mnist(data_dir / "mnist")
-    if name.startswith("tfds:"):
-        return load_tfds(name.removeprefix("tfds:"))
-    if name in DATASETS:  # an IDX folder DATA_DIR/<name> if present, else tfds
-        folder = data_dir / name
-        if not folder.is_dir():
-            try:
-                return load_tfds(name)
-            except DataError:
-                raise DataError(f"{name}: no IDX files in {folder} and no prepared tfds dataset; {FETCH_HINT}") from None
-        x, y, tx, ty = (read_idx(find_idx(folder, stem)) for stem in IDX_STEMS)
-        return Raw(x, y.astype(np.int32), tx, ty.astype(np.int32), name=name)
-    raise CliError(unknown("dataset", name, DATASETS))
-
 
 def unknown(kind: str, name: str, valid) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
@@ -161,8 +135,8 @@ def check(settings: dict) -> int:
     for key, registry in CHOICES.items():
         if settings[key] not in registry:
             raise CliError(unknown(key.replace("_", " "), settings[key], registry))
-    if settings["dataset"] not in DATASETS and not settings["dataset"].startswith("tfds:"):
-        raise CliError(unknown("dataset", settings["dataset"], DATASETS))
+    if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
+        raise CliError(unknown("dataset", settings["dataset"], DATASET_FORMS))
     for key in ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "budget"):
         if settings[key] <= 0:
             raise CliError(f"--{key.replace('_', '-')} must be positive, got {settings[key]}")
@@ -350,14 +324,14 @@ def first_sentence(obj) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
-    width = max(map(len, [*STRATEGIES, *DATASETS, *PROTOCOLS])) + 2
+    width = max(map(len, [*STRATEGIES, *DATASET_FORMS, *PROTOCOLS])) + 2
     print("strategies:")
     for name, fn in STRATEGIES.items():
         print(f"  {name:{width}} {first_sentence(fn)}")
     print("datasets:")
-    for name, text in DATASETS.items():
+    for name, text in DATASET_FORMS.items():
         where = data_dir / name
-        mark = "" if name.startswith("tfds:") else (" [present]" if where.is_dir() else " [not in " + str(where) + "]")
+        mark = "" if name not in DATASETS else (" [present]" if where.is_dir() else " [not in " + str(where) + "]")
         print(f"  {name:{width}} {text}{mark}")
     print("protocols:")
     for name, fn in PROTOCOLS.items():

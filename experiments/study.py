@@ -37,25 +37,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from aljax.compare import at_labels, auc, paired, reach_summary, summary
-from aljax.data import DEFAULT_DATA_DIR, DataError, Raw, dev_data, load_fashion_mnist, load_mnist
+from aljax.data import DEFAULT_DATA_DIR, DataError, Raw, dev_data, load_dataset
 from aljax.loop import Config, Hyper, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
-from aljax.strategies import STRATEGIES
+from aljax.strategies import STRATEGIES, resolve
 
 REFERENCE = "random"
 AUTO_LABEL = ("most_confident",)  # auto-labeling orders, not query strategies: left out of the study
 QUERY_SIZE_STRATEGIES = ("margin", "entropy")
 QUERY_SIZES = (1, 10, 50)
-# (variant, base) pairs compared head to head when the variant is registered (pool subsampling).
-COMBINATOR_VARIANTS = (
-    ("subsample(least_confidence)", "least_confidence"),
-    ("subsampled_least_confidence", "least_confidence"),
-)
-LOADERS = {
-    "mnist": lambda data_dir: load_mnist(Path(data_dir) / "mnist"),
-    "fashion_mnist": lambda data_dir: load_fashion_mnist(Path(data_dir) / "fashion-mnist"),
-}
+# (variant, base) pairs compared head to head (pool subsampling); a variant must resolve (aljax.strategies.resolve).
+COMBINATOR_VARIANTS = (("subsample(least_confidence)", "least_confidence"),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +203,17 @@ def run_setting(setting: Setting, raw: Raw, out: Path, strategies: list[str], n_
         sized[strategy] = {q: runs[strategy] if q == setting.query_size else
                            cached_run(out, setting, data, strategy, q, n_seeds, chunk, fresh)
                            for q in sorted({*query_sizes, setting.query_size})}
-    every = list(runs.values()) + [r for by_size in sized.values() for q, r in by_size.items() if q != setting.query_size]
+    variants = {}
+    for variant, base in combinators:
+        try:
+            resolve(variant)
+        except ValueError as err:
+            print(f"  note: combinator variant {variant!r} skipped ({err})")
+            continue
+        if base in runs:
+            variants[variant] = cached_run(out, setting, data, variant, setting.query_size, n_seeds, chunk, fresh)
+    every = (list(runs.values()) + list(variants.values())
+             + [r for by_size in sized.values() for q, r in by_size.items() if q != setting.query_size])
     paired_initial = all(r["initial"] == runs[REFERENCE]["initial"] for r in every)
     if not paired_initial:
         raise RuntimeError(f"setting {setting.name}: initial labels differ across strategies for the same seed")
@@ -226,10 +229,9 @@ def run_setting(setting: Setting, raw: Raw, out: Path, strategies: list[str], n_
         "combinators": [],
     }
     for variant, base in combinators:
-        if variant not in runs or base not in runs:
-            print(f"  note: combinator variant {variant!r} (or its base {base!r}) is not in the study; skipped")
+        if variant not in variants:
             continue
-        v, b = runs[variant], runs[base]
+        v, b = variants[variant], runs[base]
         result["combinators"].append({
             "variant": variant, "base": base,
             "at": {str(n): paired(at_labels(v["labels"], v["acc"], n), at_labels(b["labels"], b["acc"], n))
@@ -391,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: need --seeds >= 2 (for CIs), --chunk >= 1 and query sizes >= 1", file=sys.stderr)
         return 2
     try:  # load every dataset first: a missing one fails before hours of compute, not after
-        raws = {name: LOADERS[SETTINGS[name].dataset](args.data_dir) for name in settings}
+        raws = {name: load_dataset(SETTINGS[name].dataset, args.data_dir) for name in settings}
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

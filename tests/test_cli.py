@@ -71,7 +71,7 @@ def error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
             (corrupt / stem).symlink_to(MNIST / stem)
     nan_images = np.zeros((4000, 2, 2), np.float32)
     nan_images[3, 1, 1] = np.nan
-    write_idx_dataset(tmp / "nan" / "fashion_mnist", nan_images)
+    write_idx_dataset(tmp / "nan", nan_images)
     (tmp / "a-file").write_text("")
     (tmp / "bad.toml").write_text('stratgy = "margin"\n')
     return {
@@ -86,7 +86,7 @@ def error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
         "no seeds": (["--seeds", "0"], "--seeds must be positive"),
         "missing data": (["--data-dir", tmp / "empty"], "make data"),
         "corrupt data": (["--data-dir", tmp / "corrupt"], "wrong SHA-256 checksum"),
-        "nan features": (["--data-dir", tmp / "nan", "--dataset", "fashion_mnist", "--pool-size", "100"], "NaN"),
+        "nan features": (["--dataset", f"idx:{tmp / 'nan'}", "--pool-size", "100"], "NaN"),
         "unwritable out": (["--out", tmp / "a-file" / "run"], "cannot write to output folder"),
         "unknown config key": (["--config", tmp / "bad.toml"], "did you mean 'strategy'"),
     }

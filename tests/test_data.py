@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from aljax.data import DataError, dev_data, features, load_mnist, make_pool, parse_idx, read_idx, seed_data
+from aljax.data import DataError, dev_data, features, load_dataset, load_mnist, make_pool, parse_idx, read_idx, seed_data
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -76,3 +76,17 @@ def test_mnist_splits(mnist):
     dev = dev_data(mnist, pool_size=4000, dev_size=1000)
     assert dev.eval.x.shape == (1000, 784) and dev.test.x.shape == (10000, 784)
     np.testing.assert_array_equal(np.asarray(dev.eval.y), mnist.train_y[-1000:])
+
+
+def test_load_dataset_by_name(tmp_path):
+    images = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    for split in ("train", "t10k"):
+        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([1, 0])))
+    raw = load_dataset(f"idx:{tmp_path}")
+    np.testing.assert_array_equal(raw.train_x, images)
+    assert raw.train_y.tolist() == [1, 0] and raw.n_classes == 2
+    with pytest.raises(DataError, match="make data-fashion"):
+        load_dataset("fashion_mnist", tmp_path / "nowhere")
+    with pytest.raises(KeyError):
+        load_dataset("minst")
