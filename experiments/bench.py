@@ -24,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import resource
 import sys
@@ -199,22 +200,22 @@ def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
     return rows
 
 
-@jax.jit
-def synthetic_features(key: jax.Array, template: jax.Array) -> jax.Array:
-    """(N, D) uniform features filled in place in chunks of 100 000 rows (peak ~ one copy)."""
-    n, chunk = template.shape[0], 100_000
+@functools.partial(jax.jit, static_argnums=1)
+def synthetic_features(key: jax.Array, n: int) -> jax.Array:
+    """(n, D) uniform features filled in place in chunks of 100 000 rows (peak ~ one copy)."""
+    chunk = 100_000
 
     def fill(i, x):
-        rows = jax.random.uniform(jax.random.fold_in(key, i), (chunk, template.shape[1]), jnp.float32)
+        rows = jax.random.uniform(jax.random.fold_in(key, i), (chunk, D), jnp.float32)
         return jax.lax.dynamic_update_slice(x, rows, (i * chunk, 0))
 
-    return jax.lax.fori_loop(0, n // chunk, fill, template)
+    return jax.lax.fori_loop(0, n // chunk, fill, jnp.zeros((n, D), jnp.float32))
 
 
 def synthetic_data(n: int) -> Data:
     """A 1M-row-style pool without a host copy: uniform features, labels from a random linear teacher."""
     key_x, key_t, key_e = jax.random.split(jax.random.key(7), 3)
-    x = synthetic_features(key_x, jnp.zeros((n, D), jnp.float32))
+    x = synthetic_features(key_x, n)
     teacher = jax.random.normal(key_t, (D, C)) - 0.5
     y = jnp.argmax(x @ teacher, axis=1).astype(jnp.int32)
     ex = jax.random.uniform(key_e, (400, D), jnp.float32)
@@ -222,9 +223,9 @@ def synthetic_data(n: int) -> Data:
     return Data(Pool(x, y, jnp.ones((n,), bool)), split, split)
 
 
-def pool_scaling(raw, bandwidth: float, quick: bool) -> list[dict]:
-    """One full round (fit + score + select + label) and scoring alone per pool size."""
-    sizes = (4000,) if quick else (4000, 60_000, 1_000_000)
+def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
+    """One full round (fit + score + select + label) and scoring alone per pool size (> 60 000:
+    synthetic)."""
     init = Config(n_initial=100, rounds=0)
     one_round = jax.jit(make_rounds(Config(n_initial=100, rounds=1, capacity=110)))
     strategy = STRATEGIES["least_confidence"]
@@ -343,7 +344,7 @@ def main(argv=None) -> int:
     progress(f"article: {result['article']}")
     result["seeds"] = seeds(data, host, result["machine"]["matmul_gflops"], args.quick)
     progress(f"seeds: {result['seeds']}")
-    result["pool"] = pool_scaling(raw, result["machine"]["bandwidth_gbs"], args.quick)
+    result["pool"] = pool_scaling(raw, result["machine"]["bandwidth_gbs"], (4000,) if args.quick else (4000, 60_000, 1_000_000))
     result["peak_rss_gb"] = peak_rss_gb()
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
