@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data test reproduce reproduce-table bench clean
+.PHONY: install data test reproduce reproduce-table bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ reproduce: install data
 
 reproduce-table: install data
 	$(PY) experiments/reproduce.py --table-only
+
+# `make bench` measures aljax against a NumPy reference (results/bench/); ARGS=--quick for CI size.
+bench: install data
+	$(PY) experiments/bench.py $(ARGS)
+
+bench-quick: install data
+	$(PY) experiments/bench.py --quick
 
 clean:
 	rm -rf $(VENV) results/reproduce .pytest_cache
