@@ -9,7 +9,7 @@ round). Seeds are a vmap axis::
     state, info = run(data, Hyper(), jax.random.split(jax.random.key(0), 64))
 
 ``make_rounds(config)`` continues an existing state (the article's auto-labeling phases start
-from the active-learning state, optimiser moments included); :func:`grow` enlarges its label buffer.
+from the active-learning state, optimiser moments included), growing its label buffer as needed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ class Config:
     ``query_size`` rows chosen by ``strategy``. ``oracle='true'`` reveals pool labels;
     ``'model'`` auto-labels with the model's argmax. ``capacity`` is the label buffer's length
     (default: every label this config will ever take).
+
+    ``phases > 1`` splits the rounds into that many consecutive scans inside the same program and
+    grows the buffer before each to the labels that phase will hold, so early fits multiply fewer
+    padding rows (the article's 360 auto-labeling rounds run 2.5x faster with ``phases=9``). Fits
+    then sum over shorter buffers, which may change float rounding; ``phases=1`` is the reference.
     """
 
     strategy: str = "least_confidence"
@@ -54,6 +59,7 @@ class Config:
     init_scale: float = 0.0
     optimizer: str = "tf1_adam"
     capacity: int | None = None
+    phases: int = 1
 
     def __post_init__(self):
         for name, value, valid in (
@@ -70,6 +76,8 @@ class Config:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        if not 1 <= self.phases <= max(self.rounds, 1):
+            raise ValueError(f"phases must be between 1 and the number of rounds ({self.rounds}), got {self.phases}")
 
     @property
     def budget(self) -> int:
@@ -79,6 +87,10 @@ class Config:
     @property
     def buffer(self) -> int:
         return self.budget if self.capacity is None else self.capacity
+
+    def phase_edges(self) -> list[int]:
+        """Round indices where phases start and end: [0, ..., rounds], split as evenly as possible."""
+        return [round(i * self.rounds / self.phases) for i in range(self.phases + 1)]
 
     def build_model(self, n_features: int) -> Model:
         return MODELS[self.model](n_features, self.n_classes, init_scale=self.init_scale)
@@ -197,6 +209,7 @@ def _acquire(state: State, idx: jax.Array, targets: jax.Array) -> State:
 def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> State:
     """Initial params, optimiser state and the ``n_initial`` first labels (not yet fitted)."""
     key, k_init, k_first = jax.random.split(key, 3)
+    length = config.buffer if config.phases == 1 else config.n_initial  # phases grow it as they go
     model = config.build_model(data.pool.x.shape[1])
     params = model.init(k_init)
     n_pool = data.pool.size
@@ -210,16 +223,20 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
         params=params,
         opt_state=config.build_optimizer(hyper).init(params),
         labeled=jnp.zeros((n_pool,), bool),
-        order=jnp.zeros((config.buffer,), jnp.int32),
-        targets=jnp.zeros((config.buffer,), jnp.int32),
+        order=jnp.zeros((length,), jnp.int32),
+        targets=jnp.zeros((length,), jnp.int32),
         n_labeled=jnp.int32(0),
         key=key,
     )
     return _acquire(state, first, data.pool.y[first])
 
 
-def make_rounds(config: Config, on_round=None):
+def make_rounds(config: Config, on_round=None, start: int | None = None):
     """``rounds(data, hyper, state) -> (state, info)``: ``config.rounds`` query rounds from ``state``.
+
+    The label buffer is grown (:func:`grow`), phase by phase, to hold ``start`` labels plus those the
+    rounds add. ``start`` (static) is the number of labels the state holds; by default its buffer
+    length: a state that ``make_run`` or ``make_rounds`` returned is full, so pass it as it is.
 
     ``on_round(i)``, if given, is called on the host (``jax.debug.callback``) as round ``i`` starts
     (``i`` rounds done): a progress hook. ``i`` does not depend on the seed, so under vmap it is
@@ -255,7 +272,13 @@ def make_rounds(config: Config, on_round=None):
         return al_round(data, hyper, state)
 
     def rounds(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
-        return jax.lax.scan(lambda s, i: step(data, hyper, s, i), state, jnp.arange(config.rounds))
+        held = state.order.shape[-1] if start is None else start
+        edges, infos = config.phase_edges(), []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            state = grow(state, max(state.order.shape[-1], held + hi * config.query_size))
+            state, info = jax.lax.scan(lambda s, i: step(data, hyper, s, i), state, jnp.arange(lo, hi))
+            infos.append(info)
+        return state, jax.tree.map(lambda *parts: jnp.concatenate(parts), *infos)
 
     return rounds
 
@@ -265,7 +288,7 @@ def make_run(config: Config, on_round=None):
 
     ``on_round``: optional host progress hook, see :func:`make_rounds`.
     """
-    rounds = make_rounds(config, on_round)
+    rounds = make_rounds(config, on_round, start=config.n_initial)
 
     def run(data: Data, hyper: Hyper, key: jax.Array) -> tuple[State, RoundInfo]:
         model = config.build_model(data.pool.x.shape[1])

@@ -30,7 +30,7 @@ def softmax_regression(n_features: int, n_classes: int, init_scale: float = 0.0)
         return {"W": w, "b": jnp.zeros((n_classes,), jnp.float32)}
 
     def apply(params: Params, x: jax.Array) -> jax.Array:
-        return x @ params["W"] + params["b"]
+        return (params["W"].T @ x.T).T + params["b"]
 
     return Model(init, apply)
 

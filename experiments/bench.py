@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
 
 from aljax.data import Data, DataError, Pool, features, load_mnist, make_pool, make_split, seed_data  # noqa: E402
-from aljax.loop import Config, Hyper, grow, make_rounds, make_run  # noqa: E402
+from aljax.loop import Config, Hyper, make_rounds, make_run  # noqa: E402
 from aljax.strategies import STRATEGIES, Context, select  # noqa: E402
 
 D, C = 784, 10
-AUTO = dict(strategy="most_confident", n_initial=1, query_size=10, oracle="model", capacity=4000)
+AUTO = dict(strategy="most_confident", n_initial=1, query_size=10, oracle="model")
 
 # ----------------------------------------------------------------------------- measuring
 
@@ -137,9 +137,10 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
     c_rounds, d_rounds = (9, 20) if quick else (39, 360)
     run = jax.jit(make_run(Config(rounds=c_rounds)))
     (state, info), c_sec, c_comp, c_re, c_first = timed(run, data, Hyper(), jax.random.key(0), repeat=3)
-    auto = jax.jit(make_rounds(Config(rounds=d_rounds, **AUTO)))
-    grown = grow(state, 4000)
-    (_, dinfo), d_sec, d_comp, d_re, d_first = timed(auto, data, Hyper(), grown, repeat=1)
+    d_config = Config(rounds=d_rounds, phases=max(1, d_rounds // 40), **AUTO)  # as `make reproduce` runs it
+    (_, dinfo), d_sec, d_comp, d_re, d_first = timed(jax.jit(make_rounds(d_config)), data, Hyper(), state, repeat=1)
+    edges, start = d_config.phase_edges(), state.order.shape[-1]
+    buffer_rows = np.concatenate([np.full(hi - lo, start + hi * d_config.query_size) for lo, hi in zip(edges, edges[1:])])
 
     start = time.perf_counter()
     np_state, np_c = ref.active(x, y, ex, ey, np.arange(10), c_rounds)
@@ -158,9 +159,10 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
             "rounds": d_rounds, "aljax_s": d_sec, "numpy_s": np_d_sec, "speedup": np_d_sec / d_sec,
             "compile_s": d_first, "compilations": d_comp, "recompilations": d_re,
             "aljax_correct": int(dinfo.eval_correct[-1]), "numpy_correct": np_d[-1],
-            # aljax fits on the whole fixed 4000-row buffer; NumPy on the n labeled rows only.
+            # aljax fits on a fixed-shape buffer per phase; NumPy on the n labeled rows only.
+            "phases": d_config.phases,
             "buffer_rows_over_labeled_rows": float(
-                np.sum(np.asarray(dinfo.steps) * 4000) / np.sum(np.asarray(dinfo.steps) * np.asarray(dinfo.n_labeled))
+                np.sum(np.asarray(dinfo.steps) * buffer_rows) / np.sum(np.asarray(dinfo.steps) * np.asarray(dinfo.n_labeled))
             ),
             "same_curve": [int(v) for v in dinfo.eval_correct] == np_d, "steps": int(dinfo.steps.sum()),
         },
@@ -227,12 +229,12 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
     """One full round (fit + score + select + label) and scoring alone per pool size (> 60 000:
     synthetic)."""
     init = Config(n_initial=100, rounds=0)
-    one_round = jax.jit(make_rounds(Config(n_initial=100, rounds=1, capacity=110)))
-    strategy = STRATEGIES["least_confidence"]
+    one_round = jax.jit(make_rounds(Config(n_initial=100, rounds=1)))
+    strategy, apply = STRATEGIES["least_confidence"], init.build_model(D).apply
 
     @jax.jit
     def score_select(data, state):
-        ctx = Context(lambda p, x: x @ p["W"] + p["b"], state.params, data.pool.x, data.pool.valid & ~state.labeled, None, None, None)
+        ctx = Context(apply, state.params, data.pool.x, data.pool.valid & ~state.labeled, None, None, None, 10)
         return select(strategy(state.key, ctx), ctx.selectable, 10)
 
     rows = []
@@ -243,7 +245,6 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
         else:
             data = synthetic_data(n)
         state, _ = jax.jit(make_run(init))(data, Hyper(), jax.random.key(0))
-        state = grow(state, 110)
         (_, info), round_s, round_comp, round_re, _ = timed(one_round, data, Hyper(), state, repeat=3)
         _, score_s, score_comp, score_re, _ = timed(score_select, data, state, repeat=3)
         x_host = np.asarray(data.pool.x) if n <= 60_000 else None
@@ -315,9 +316,9 @@ longer fits in cache, against a measured matmul peak of {peak:.1f} GFLOP/s: at m
 {100 * big['wasted_steps']:.0f}% of its fit steps spent on seeds that had already stopped (a vmapped
 while_loop runs until the slowest seed stops).
 
-The auto-labeling phase (d) keeps a fixed-shape 4000-row label buffer (one compiled program, no
-recompilation as labels grow), so every step multiplies all 4000 rows, padding included; NumPy
-slices the n labeled rows. Over the run aljax touches {a['d']['buffer_rows_over_labeled_rows']:.2f}x
+The auto-labeling phase (d) runs as one compiled program with fixed-shape label buffers: the rounds
+are split into {a['d']['phases']} phases (`Config.phases`) whose buffers grow to the labels each phase
+will hold, so every step multiplies the padding rows of its phase; NumPy slices the n labeled rows. Over the run aljax touches {a['d']['buffer_rows_over_labeled_rows']:.2f}x
 the rows NumPy does, which with the same per-row cost bounds (d)'s speed-up to about
 1/{a['d']['buffer_rows_over_labeled_rows']:.2f} of the per-row one. Scoring is one pass over the pool
 (D·4 bytes per row) and scales linearly with pool size (table above).

@@ -30,7 +30,7 @@ import numpy as np
 from aljax.atomic import write_figure, write_text
 from aljax.cluster import kmeans
 from aljax.data import DEFAULT_DATA_DIR, Data, DataError, Raw, dev_data, load_mnist, seed_data
-from aljax.loop import Config, Hyper, RoundInfo, State, grow, make_rounds, make_run
+from aljax.loop import Config, Hyper, RoundInfo, State, make_rounds, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
 from aljax.store import environment
@@ -91,9 +91,12 @@ class Plan:
                       rounds=(self.budget - self.initial) // self.query, initial=initial)
 
     def auto_config(self, query_size: int) -> Config:
-        """Auto-label the rest of the pool, ``query_size`` most confident rows per round (n_initial unused)."""
-        return Config(strategy="most_confident", n_initial=1, query_size=query_size,
-                      rounds=(self.pool - self.budget) // query_size, oracle="model", capacity=self.pool)
+        """Auto-label the rest of the pool, ``query_size`` most confident rows per round (n_initial
+        unused). The label buffer grows in phases of ``budget`` labels: the article's rows come out
+        the same as with one 4000-row buffer (checked by the table), with 2.5x less work."""
+        rounds = (self.pool - self.budget) // query_size
+        return Config(strategy="most_confident", n_initial=1, query_size=query_size, rounds=rounds, oracle="model",
+                      capacity=self.pool, phases=max(1, min(rounds, (self.pool - self.budget) // self.budget)))
 
 
 # ----------------------------------------------------------------------------- running
@@ -120,26 +123,12 @@ def seeds_run(config: Config):
 def auto_label(plan: Plan, query_size: int, chunk: int | None = None):
     """Jitted ``(data, hyper, state) -> (state, info)`` auto-labeling the rest of the pool.
 
-    The label buffer grows in phases of ``plan.budget`` labels (fits before the last phase gather a
-    shorter buffer: same results, less work). ``chunk=None``: one state; otherwise a batch of states,
-    vmapped ``chunk`` seeds at a time (each seed gathers a buffer of up to pool rows for every fit).
+    ``chunk=None``: one state; otherwise a batch of states, vmapped ``chunk`` seeds at a time.
     """
-    config = plan.auto_config(query_size)
-    per_phase = max(plan.budget // query_size, 1)
-    phases = [(make_rounds(dataclasses.replace(config, rounds=min(per_phase, config.rounds - done))),
-               plan.budget + (min(done + per_phase, config.rounds)) * query_size)
-              for done in range(0, config.rounds, per_phase)]
-
-    def run(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
-        infos = []
-        for rounds, capacity in phases:
-            state, info = rounds(data, hyper, grow(state, capacity))
-            infos.append(info)
-        return state, jax.tree.map(lambda *parts: jnp.concatenate(parts), *infos)
-
+    rounds = make_rounds(plan.auto_config(query_size))
     if chunk is None:
-        return jax.jit(run)
-    return jax.jit(lambda data, hyper, states: jax.lax.map(lambda s: run(data, hyper, s), states, batch_size=chunk))
+        return jax.jit(rounds)
+    return jax.jit(lambda data, hyper, states: jax.lax.map(lambda s: rounds(data, hyper, s), states, batch_size=chunk))
 
 
 def row(name: str, info: RoundInfo, plan: Plan, n_test: int, seconds: float) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aljax.data import seed_data
-from aljax.loop import Config, Hyper, grow, make_rounds, make_run
+from aljax.loop import Config, Hyper, make_rounds, make_run
 
 CFG = Config(strategy="least_confidence", n_initial=4, query_size=5, rounds=6, initial="random")
 
@@ -69,8 +69,9 @@ def test_one_trace_per_experiment_across_keys_and_hyperparameters(tiny):
 
 def test_auto_labeling_rounds_continue_a_grown_state(tiny):
     state, _ = jax.jit(make_run(CFG))(tiny, Hyper(), jax.random.key(0))
-    auto = Config(strategy="most_confident", n_initial=1, query_size=8, rounds=2, oracle="model", capacity=CFG.budget + 16)
-    new, info = jax.jit(make_rounds(auto))(tiny, Hyper(), grow(state, auto.buffer))
+    auto = Config(strategy="most_confident", n_initial=1, query_size=8, rounds=2, oracle="model")
+    new, info = jax.jit(make_rounds(auto))(tiny, Hyper(), state)
+    assert new.order.shape == (CFG.budget + 16,)
     np.testing.assert_array_equal(new.order[: CFG.budget], state.order)  # history kept
     assert info.n_labeled.tolist() == [CFG.budget + 8, CFG.budget + 16]
     pool_y = np.asarray(tiny.pool.y)[np.asarray(new.order)]
@@ -97,5 +98,23 @@ def test_article_rows_on_real_mnist(mnist):
     state, info = jax.jit(make_run(Config(n_initial=10, rounds=39)))(data, Hyper(), key)
     assert info.eval_correct.shape == (40,) and int(info.eval_correct[-1]) == 359  # 89.75 %
     auto_all = Config(strategy="most_confident", n_initial=1, query_size=3600, rounds=1, oracle="model")
-    _, info = jax.jit(make_rounds(auto_all))(data, Hyper(), grow(state, 4000))
+    _, info = jax.jit(make_rounds(auto_all))(data, Hyper(), state)
     assert int(info.eval_correct[0]) == 359  # 89.75 %
+
+
+def test_phases_grow_the_buffer_inside_one_program(tiny):
+    cfg = dataclasses.replace(CFG, phases=3)
+    assert cfg.phase_edges() == [0, 2, 4, 6]
+    traces = []
+    inner = make_run(cfg)
+
+    def counted(data, hyper, key):
+        traces.append(1)
+        return inner(data, hyper, key)
+
+    state, info = jax.jit(counted)(tiny, Hyper(), jax.random.key(1))
+    assert len(traces) == 1 and state.order.shape == (CFG.budget,)
+    np.testing.assert_array_equal(info.n_labeled, CFG.n_initial + CFG.query_size * np.arange(CFG.rounds + 1))
+    assert len(set(np.asarray(state.order).tolist())) == CFG.budget
+    with pytest.raises(ValueError, match="phases must be between 1 and the number of rounds"):
+        dataclasses.replace(CFG, phases=7)
