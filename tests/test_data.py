@@ -90,3 +90,19 @@ def test_load_dataset_by_name(tmp_path):
         load_dataset("fashion_mnist", tmp_path / "nowhere")
     with pytest.raises(KeyError):
         load_dataset("minst")
+
+
+@pytest.mark.parametrize("name, shape", [("mnist", (28, 28)), ("fashion_mnist", (28, 28))])
+def test_tfds_source_under_mock_data(name, shape):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=7):
+        raw = load_dataset(f"tfds:{name}")
+    assert raw.train_x.shape == (7, *shape) and raw.train_x.dtype == np.uint8 and raw.test_x.shape == (7, *shape)
+    assert raw.train_y.dtype == np.int32 and 0 <= raw.train_y.min() and raw.train_y.max() < 10
+    data = dev_data(raw, pool_size=4, dev_size=2)
+    assert data.pool.x.shape == (4, 784) and data.eval.x.shape == (2, 784)
+
+
+def test_tfds_unavailable_dataset_is_a_one_line_error():
+    with pytest.raises(DataError, match="unavailable"):
+        load_dataset("tfds:no_such_dataset_xyz")
