@@ -1,7 +1,7 @@
 """Combinators: each turns strategies ``score(key, ctx) -> (N,)`` into a new strategy.
 
 They are reached from :func:`aljax.strategies.resolve` by name, e.g. ``"subsample(least_confidence)"``,
-``"epsilon(margin,0.2)"``, ``"alternate(kcenter,entropy)"``, ``"power(entropy,2)"``; they nest.
+``"epsilon(margin,0.2)"``, ``"alternate(kcenter,entropy)"``, ``"power_sampling(entropy,2)"``; they nest.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ Strategy = Callable[[jax.Array, "Context"], jax.Array]
 
 def random_subset(key: jax.Array, selectable: jax.Array, size: int) -> jax.Array:
     """Mask (N,) of ``min(size, N)`` random rows, selectable rows first (all of them if fewer)."""
+    from aljax.strategies import select  # strategies imports this module
+
     n = selectable.shape[0]
-    scores = jnp.where(selectable, jax.random.uniform(key, (n,)), -1.0)
-    idx = jax.lax.top_k(scores, min(size, n))[1]
+    idx = select(jax.random.uniform(key, (n,)), selectable, min(size, n))
     return jnp.zeros((n,), bool).at[idx].set(True)
 
 

@@ -26,7 +26,8 @@ optimiser state, as in :func:`aljax.loop.make_rounds`; scores and selection are
 * the PRNG key of a proposal is ``fold_in(key(seed), number of labels)``, so rerunning ``next``
   on the same state proposes the same batch (the loop splits one carried key instead): strategies
   that use the key (``random``) pick differently from the loop, deterministic ones identically;
-* with no training label yet, the batch is a k-means cold start (:func:`cold_start`), not the
+* with no training label yet, the batch is a k-means cold start (``cold_start``: the loop's
+  :func:`aljax.strategies.kmeans_representatives`), not the
   first rows.
 
 The training buffer has one row per pool item (padding rows weigh 0), i.e. the loop's
@@ -48,13 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from aljax.atomic import atomic_write, write_csv, write_json, write_npy, write_npz
-from aljax.cluster import kmeans, sq_distances
 from aljax.data import Split, features as pixel_features
 from aljax.loop import Config, Hyper
 from aljax.models import MODELS
 from aljax.optim import OPTIMIZERS
 from aljax.stopping import cohen_kappa
-from aljax.strategies import STRATEGIES, Context, select
+from aljax.strategies import STRATEGIES, Context, kmeans_representatives, resolve, select
 from aljax.train import fit, mean_weights
 
 CONFIG, ITEMS, FEATURES, LABELS, FIT, BATCHES = (
@@ -406,21 +406,13 @@ def _select(config: Config, key, params, x, selectable, order, targets, n_train)
     """Pool rows (query_size,) chosen by ``config.strategy``: the loop's Context, scores and select."""
     model = config.build_model(x.shape[1])
     ctx = Context(apply=model.apply, params=params, x=x, selectable=selectable, train_x=x[order],
-                  train_y=targets, train_w=mean_weights(jnp.arange(order.shape[0]) < n_train))
-    return select(STRATEGIES[config.strategy](key, ctx), selectable, config.query_size)
+                  train_y=targets, train_w=mean_weights(jnp.arange(order.shape[0]) < n_train),
+                  query_size=config.query_size)
+    return select(resolve(config.strategy)(key, ctx), selectable, config.query_size)
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def cold_start(key: jax.Array, x: jax.Array, selectable: jax.Array, k: int) -> jax.Array:
-    """k distinct selectable rows (k,): the nearest to each center of k-means over the selectable rows."""
-    centers, _ = kmeans(key, x, k, weights=selectable)
-    dist = jnp.where(selectable[:, None], sq_distances(x, centers), jnp.inf)
-
-    def nearest(taken, d):
-        i = jnp.argmin(jnp.where(taken, jnp.inf, d))
-        return taken.at[i].set(True), i
-
-    return jax.lax.scan(nearest, ~selectable, dist.T)[1]
+COLD_START_ITERS = 50  # Lloyd steps of the cold start's k-means
+cold_start = jax.jit(functools.partial(kmeans_representatives, iters=COLD_START_ITERS), static_argnums=3)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,7 +42,7 @@ class Context:
     train_x: jax.Array
     train_y: jax.Array
     train_w: jax.Array
-    query_size: int = 1
+    query_size: int
 
     def logits(self) -> jax.Array:
         """(N, C) logits of the whole pool under the current params."""
@@ -174,8 +174,8 @@ def expected_error_reduction(key: jax.Array, ctx: Context) -> jax.Array:
     """
     k_cand, k_eval = jax.random.split(key)
     n_pool = ctx.x.shape[0]
-    cand = jax.lax.top_k(jnp.where(ctx.selectable, jax.random.uniform(k_cand, (n_pool,)), -1.0), min(EER_CANDIDATES, n_pool))[1]
-    evals = jax.lax.top_k(jnp.where(ctx.selectable, jax.random.uniform(k_eval, (n_pool,)), -1.0), min(EER_EVAL, n_pool))[1]
+    cand = select(jax.random.uniform(k_cand, (n_pool,)), ctx.selectable, min(EER_CANDIDATES, n_pool))
+    evals = select(jax.random.uniform(k_eval, (n_pool,)), ctx.selectable, min(EER_EVAL, n_pool))
     eval_x, eval_w = ctx.x[evals], ctx.selectable[evals].astype(jnp.float32)
     eval_w = eval_w / jnp.maximum(jnp.sum(eval_w), 1.0)
     n = jnp.sum(ctx.train_w > 0).astype(jnp.float32)
@@ -248,9 +248,11 @@ def badge(key: jax.Array, ctx: Context) -> jax.Array:
 KMEANS_ITERS = 10
 
 
-def kmeans_representatives(key: jax.Array, x: jax.Array, selectable: jax.Array, k: int) -> jax.Array:
-    """Indices (k,) of distinct selectable rows nearest to the centroids of k-means on them."""
-    centers, _ = cluster.kmeans(key, x, k, iters=KMEANS_ITERS, weights=selectable)
+def kmeans_representatives(key: jax.Array, x: jax.Array, selectable: jax.Array, k: int,
+                           iters: int = KMEANS_ITERS) -> jax.Array:
+    """Indices (k,) of distinct selectable rows nearest to the centroids of k-means (``iters``
+    Lloyd steps) on them: the ``kmeans`` strategy and the k-means cold starts."""
+    centers, _ = cluster.kmeans(key, x, k, iters=iters, weights=selectable)
     d2 = cluster.sq_distances(x, centers)
 
     def take(free, center_d2):

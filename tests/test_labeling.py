@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -304,3 +305,20 @@ def test_expert_session_on_an_image_folder(tmp_path):
         assert expert.sum() == 24 and z["x"].shape == (len(z["y"]), 784)
         assert [str(c) for c in z["classes"][z["y"][expert]]] == [truth[i] for i in z["ids"][expert]]
         assert (z["confidence"][~expert] >= 0.9).all() and not set(z["ids"][~expert]) & set(z["ids"][expert])
+
+
+def test_batch_aware_strategies_get_the_batch_size(blobs):
+    """Labeling proposes what the shared strategy picks for the whole batch (k-center: farthest-first)."""
+    from aljax.strategies import Context, kcenter, select
+    from aljax.train import mean_weights
+
+    x = jnp.asarray(blobs[0])
+    order, targets = jnp.arange(6), jnp.asarray(blobs[1][:6], jnp.int32)
+    selectable = jnp.arange(len(x)) >= 6
+    config = Config(strategy="kcenter", n_initial=1, query_size=5, rounds=0, n_classes=C)
+    params = config.build_model(x.shape[1]).init(jax.random.key(0))
+    rows = labeling._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
+    ctx = Context(config.build_model(x.shape[1]).apply, params, x, selectable, x[order], targets,
+                  mean_weights(jnp.ones(6, bool)), query_size=5)
+    np.testing.assert_array_equal(rows, select(kcenter(None, ctx), selectable, 5))
+    assert len(set(np.asarray(rows).tolist())) == 5
