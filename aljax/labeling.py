@@ -405,8 +405,8 @@ def _fit(config: Config, hyper: Hyper, params, opt_state, x, order, targets, n_t
 def _select(config: Config, key, params, x, selectable, order, targets, n_train):
     """Pool rows (query_size,) chosen by ``config.strategy``: the loop's Context, scores and select."""
     model = config.build_model(x.shape[1])
-    ctx = Context(apply=model.apply, params=params, x=x, selectable=selectable, train_x=x[order],
-                  train_y=targets, train_w=mean_weights(jnp.arange(order.shape[0]) < n_train),
+    ctx = Context(apply=model.apply, params=params, x=x, logits=model.apply(params, x), selectable=selectable,
+                  train_x=x[order], train_y=targets, train_w=mean_weights(jnp.arange(order.shape[0]) < n_train),
                   query_size=config.query_size)
     return select(resolve(config.strategy)(key, ctx), selectable, config.query_size)
 

@@ -164,8 +164,14 @@ def grow(state: State, capacity: int) -> State:
     return dataclasses.replace(state, order=jnp.pad(state.order, widths), targets=jnp.pad(state.targets, widths))
 
 
-def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
-    """Fit on the labeled buffer (gathered through ``order``) and report the round's metrics."""
+def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: State,
+               before: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
+    """Fit on the labeled buffer (gathered through ``order``) and report the round's metrics.
+
+    ``before`` (N, C): the pool logits under ``state.params`` (the fit's start). Returns the new
+    state, the round's info and the pool logits (N, C) under the fitted params: the one pool pass
+    of a round, reused by the next round's strategy.
+    """
     mask = jnp.arange(state.order.shape[0]) < state.n_labeled
     result = fit(
         model.apply,
@@ -179,7 +185,6 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         hyper.patience,
         hyper.max_steps,
     )
-    before = jnp.argmax(model.apply(state.params, data.pool.x), axis=-1)
     logits = model.apply(result.params, data.pool.x)
     confidence = jnp.max(jax.nn.softmax(logits), axis=-1)
     state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
@@ -190,9 +195,10 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         steps=result.steps,
         wrong_labels=jnp.sum(mask & (state.targets != data.pool.y[state.order]), dtype=jnp.int32),
         min_confidence=jnp.min(jnp.where(data.pool.valid & ~state.labeled, confidence, 1.0)),
-        agreement=cohen_kappa(before, jnp.argmax(logits, axis=-1), data.pool.valid, config.n_classes),
+        agreement=cohen_kappa(jnp.argmax(before, axis=-1), jnp.argmax(logits, axis=-1), data.pool.valid,
+                              config.n_classes),
     )
-    return state, info
+    return state, info, logits
 
 
 def _acquire(state: State, idx: jax.Array, targets: jax.Array) -> State:
@@ -232,7 +238,10 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
 
 
 def make_rounds(config: Config, on_round=None, start: int | None = None):
-    """``rounds(data, hyper, state) -> (state, info)``: ``config.rounds`` query rounds from ``state``.
+    """``rounds(data, hyper, state, logits=None) -> (state, info)``: ``config.rounds`` query rounds
+    from ``state``. ``logits`` (N, C), the pool logits under ``state.params``, are computed if not
+    given; each round then takes one pass over the pool, after its fit, whose logits serve the round's
+    metrics and the next round's strategy.
 
     The label buffer is grown (:func:`grow`), phase by phase, to hold ``start`` labels plus those the
     rounds add. ``start`` (static) is the number of labels the state holds; by default its buffer
@@ -244,7 +253,7 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
     """
     strategy = resolve(config.strategy)
 
-    def al_round(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
+    def al_round(data: Data, hyper: Hyper, state: State, logits: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
         model = config.build_model(data.pool.x.shape[1])
         key, k_score = jax.random.split(state.key)
         mask = jnp.arange(state.order.shape[0]) < state.n_labeled
@@ -252,6 +261,7 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
             apply=model.apply,
             params=state.params,
             x=data.pool.x,
+            logits=logits,
             selectable=data.pool.valid & ~state.labeled,
             train_x=data.pool.x[state.order],
             train_y=state.targets,
@@ -262,21 +272,25 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
         if config.oracle == "true":
             targets = data.pool.y[idx]
         else:
-            targets = jnp.argmax(model.apply(state.params, data.pool.x[idx]), axis=-1)
+            targets = jnp.argmax(logits[idx], axis=-1)
         state = _acquire(dataclasses.replace(state, key=key), idx, targets)
-        return _fit_state(config, model, data, hyper, state)
+        return _fit_state(config, model, data, hyper, state, logits)
 
-    def step(data: Data, hyper: Hyper, state: State, i: jax.Array) -> tuple[State, RoundInfo]:
+    def step(data: Data, hyper: Hyper, carry: tuple[State, jax.Array], i: jax.Array):
         if on_round is not None:
             jax.debug.callback(on_round, i)
-        return al_round(data, hyper, state)
+        state, info, logits = al_round(data, hyper, *carry)
+        return (state, logits), info
 
-    def rounds(data: Data, hyper: Hyper, state: State) -> tuple[State, RoundInfo]:
+    def rounds(data: Data, hyper: Hyper, state: State, logits: jax.Array | None = None) -> tuple[State, RoundInfo]:
+        if logits is None:
+            logits = config.build_model(data.pool.x.shape[1]).apply(state.params, data.pool.x)
         held = state.order.shape[-1] if start is None else start
         edges, infos = config.phase_edges(), []
         for lo, hi in zip(edges[:-1], edges[1:]):
             state = grow(state, max(state.order.shape[-1], held + hi * config.query_size))
-            state, info = jax.lax.scan(lambda s, i: step(data, hyper, s, i), state, jnp.arange(lo, hi))
+            (state, logits), info = jax.lax.scan(lambda c, i: step(data, hyper, c, i), (state, logits),
+                                                 jnp.arange(lo, hi))
             infos.append(info)
         return state, jax.tree.map(lambda *parts: jnp.concatenate(parts), *infos)
 
@@ -292,8 +306,9 @@ def make_run(config: Config, on_round=None):
 
     def run(data: Data, hyper: Hyper, key: jax.Array) -> tuple[State, RoundInfo]:
         model = config.build_model(data.pool.x.shape[1])
-        state, first = _fit_state(config, model, data, hyper, init_state(config, data, hyper, key))
-        state, infos = rounds(data, hyper, state)
+        state = init_state(config, data, hyper, key)
+        state, first, logits = _fit_state(config, model, data, hyper, state, model.apply(state.params, data.pool.x))
+        state, infos = rounds(data, hyper, state, logits)
         info = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, infos)
         return state, info
 

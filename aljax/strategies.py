@@ -30,7 +30,8 @@ class Context:
     """What a strategy may look at (built inside the traced round; never stored in the state).
 
     apply: the model's apply function; params: its current (best) params;
-    x (N, D): pool features; selectable (N,) bool: valid and not yet labeled;
+    x (N, D): pool features; logits (N, C): ``apply(params, x)``, computed once per round by the
+    caller (the loop reuses them for its metrics); selectable (N,) bool: valid and not yet labeled;
     train_x (L, D), train_y (L,), train_w (L,): the weighted training buffer (w sums to 1; w > 0
     marks the labeled rows); query_size: rows taken this round (static int).
     """
@@ -38,15 +39,12 @@ class Context:
     apply: Callable[[Params, jax.Array], jax.Array]
     params: Params
     x: jax.Array
+    logits: jax.Array
     selectable: jax.Array
     train_x: jax.Array
     train_y: jax.Array
     train_w: jax.Array
     query_size: int
-
-    def logits(self) -> jax.Array:
-        """(N, C) logits of the whole pool under the current params."""
-        return self.apply(self.params, self.x)
 
 
 Strategy = Callable[[jax.Array, Context], jax.Array]
@@ -57,7 +55,7 @@ def per_sample(score_one: Callable[[jax.Array], jax.Array]) -> Strategy:
 
     def score(key: jax.Array, ctx: Context) -> jax.Array:
         del key
-        return jax.vmap(score_one)(ctx.logits())
+        return jax.vmap(score_one)(ctx.logits)
 
     score.__doc__ = score_one.__doc__
     return score
@@ -151,7 +149,7 @@ def expected_gradient_length(key: jax.Array, ctx: Context) -> jax.Array:
     as the last layer's input.
     """
     del key
-    p = jax.nn.softmax(ctx.logits())
+    p = jax.nn.softmax(ctx.logits)
     residual = jnp.sqrt(jnp.maximum(jnp.sum(p * p, -1, keepdims=True) - 2 * p + 1.0, 0.0))  # ‖p − e_y‖
     return _augmented_norm(ctx.x) * jnp.sum(p * residual, axis=-1)
 
@@ -194,7 +192,7 @@ def expected_error_reduction(key: jax.Array, ctx: Context) -> jax.Array:
         return jnp.sum(jax.nn.softmax(logits_c) * jax.vmap(loss_after, in_axes=(None, 0))(x_c, classes))
 
     cand_x = ctx.x[cand]
-    losses = jax.lax.map(expected_loss, (cand_x, ctx.apply(ctx.params, cand_x)), batch_size=32)
+    losses = jax.lax.map(expected_loss, (cand_x, ctx.logits[cand]), batch_size=32)
     return jnp.full((n_pool,), -jnp.inf).at[cand].set(jnp.where(ctx.selectable[cand], -losses, -jnp.inf))
 
 
@@ -208,7 +206,7 @@ def density_weighted(key: jax.Array, ctx: Context) -> jax.Array:
     unit = ctx.x / jnp.maximum(jnp.linalg.norm(ctx.x, axis=-1, keepdims=True), 1e-12)
     weights = ctx.selectable.astype(unit.dtype) / jnp.maximum(jnp.sum(ctx.selectable), 1)
     similarity = unit @ (weights @ unit)
-    return jax.vmap(entropy)(ctx.logits()) * similarity
+    return jax.vmap(entropy)(ctx.logits) * similarity
 
 
 def kcenter(key: jax.Array, ctx: Context) -> jax.Array:
@@ -230,7 +228,7 @@ def kcenter(key: jax.Array, ctx: Context) -> jax.Array:
 def gradient_embedding(ctx: Context) -> jax.Array:
     """BADGE embeddings (N, (D+1)·C): (x, 1) ⊗ (p − e_ŷ) with ŷ the predicted class, the loss gradient
     of an affine layer under the model's own label (exact for softmax regression)."""
-    logits = ctx.logits()
+    logits = ctx.logits
     p = jax.nn.softmax(logits)
     residual = p - jax.nn.one_hot(jnp.argmax(logits, -1), p.shape[-1], dtype=p.dtype)
     x1 = jnp.concatenate([ctx.x, jnp.ones((ctx.x.shape[0], 1), ctx.x.dtype)], axis=1)

@@ -66,15 +66,16 @@ def make_stream(stream: StreamConfig):
     def run(data: Data, hyper: Hyper, key: jax.Array):
         k_order, k_state = jax.random.split(key)
         model = config.build_model(data.pool.x.shape[1])
-        state, first = _fit_state(config, model, data, hyper, init_state(config, data, hyper, k_state))
+        state = init_state(config, data, hyper, k_state)
+        state, first, logits = _fit_state(config, model, data, hyper, state, model.apply(state.params, data.pool.x))
         open_rows = data.pool.valid & ~state.labeled
         arrival = jnp.argsort(jnp.where(open_rows, jax.random.uniform(k_order, open_rows.shape), 2.0))
         n_arrivals = jnp.sum(open_rows)
         rate = budget / jnp.maximum(n_arrivals, 1)
 
-        def period(carry: tuple[State, Arrivals], _):
-            state, arr = carry
-            scores = jax.vmap(score_one)(model.apply(state.params, data.pool.x[arrival]))
+        def period(carry: tuple[State, jax.Array, Arrivals], _):
+            state, logits, arr = carry
+            scores = jax.vmap(score_one)(logits[arrival])
 
             def arrive(c, t):
                 arr, taken, picks, end = c
@@ -106,12 +107,12 @@ def make_stream(stream: StreamConfig):
                 targets=jax.lax.dynamic_update_slice(state.targets, data.pool.y[picks], (state.n_labeled,)),
                 n_labeled=state.n_labeled + taken,
             )
-            state, info = _fit_state(config, model, data, hyper, state)
+            state, info, logits = _fit_state(config, model, data, hyper, state, logits)
             arr = dataclasses.replace(arr, position=end)
-            return (state, arr), (info, arr.seen)
+            return (state, logits, arr), (info, arr.seen)
 
         arr = Arrivals(jnp.int32(0), jnp.full((stream.window,), -jnp.inf), jnp.int32(0), jnp.int32(0))
-        (state, _), (infos, seen) = jax.lax.scan(period, (state, arr), length=config.rounds)
+        (state, _, _), (infos, seen) = jax.lax.scan(period, (state, logits, arr), length=config.rounds)
         info = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, infos)
         return state, info, seen
 

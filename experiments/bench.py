@@ -234,7 +234,8 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
 
     @jax.jit
     def score_select(data, state):
-        ctx = Context(apply, state.params, data.pool.x, data.pool.valid & ~state.labeled, None, None, None, 10)
+        ctx = Context(apply, state.params, data.pool.x, apply(state.params, data.pool.x),
+                      data.pool.valid & ~state.labeled, None, None, None, 10)
         return select(strategy(state.key, ctx), ctx.selectable, 10)
 
     rows = []

@@ -318,7 +318,8 @@ def test_batch_aware_strategies_get_the_batch_size(blobs):
     config = Config(strategy="kcenter", n_initial=1, query_size=5, rounds=0, n_classes=C)
     params = config.build_model(x.shape[1]).init(jax.random.key(0))
     rows = labeling._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
-    ctx = Context(config.build_model(x.shape[1]).apply, params, x, selectable, x[order], targets,
+    apply = config.build_model(x.shape[1]).apply
+    ctx = Context(apply, params, x, apply(params, x), selectable, x[order], targets,
                   mean_weights(jnp.ones(6, bool)), query_size=5)
     np.testing.assert_array_equal(rows, select(kcenter(None, ctx), selectable, 5))
     assert len(set(np.asarray(rows).tolist())) == 5

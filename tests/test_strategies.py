@@ -45,6 +45,7 @@ def make_ctx(params, x, selectable, query_size=Q) -> Context:
         apply=MODEL.apply,
         params=params,
         x=x,
+        logits=MODEL.apply(params, x),
         selectable=selectable,
         train_x=x[rows],
         train_y=rows % C,
@@ -115,7 +116,8 @@ def test_permuting_the_pool_permutes_the_scores(name, pool):
     strategy = resolve(name)
     key = jax.random.key(4)
     ctx = make_ctx(params, x, sel)
-    permuted = jax.jit(lambda x, s: strategy(key, dataclasses.replace(ctx, x=x, selectable=s)))(x[perm], sel[perm])
+    permute = lambda x, s: strategy(key, dataclasses.replace(ctx, x=x, logits=MODEL.apply(params, x), selectable=s))
+    permuted = jax.jit(permute)(x[perm], sel[perm])
     np.testing.assert_allclose(permuted, scorer(name)(key, params, x, sel)[perm], rtol=1e-5, atol=1e-5)
 
 
@@ -182,7 +184,8 @@ def line_ctx(points, labeled, query_size):
     x = jnp.array(points, jnp.float32)[:, None]
     sel = ~jnp.isin(jnp.arange(len(points)), jnp.array(labeled))
     return Context(
-        apply=lambda p, x: jnp.zeros((x.shape[0], 2)), params={}, x=x, selectable=sel,
+        apply=lambda p, x: jnp.zeros((x.shape[0], 2)), params={}, x=x, logits=jnp.zeros((x.shape[0], 2)),
+        selectable=sel,
         train_x=x[jnp.array(labeled)], train_y=jnp.zeros(len(labeled), jnp.int32),
         train_w=mean_weights(jnp.ones(len(labeled), bool)), query_size=query_size,
     )
@@ -203,7 +206,8 @@ def test_kmeans_takes_one_row_per_blob():
 
 def test_density_weighting_demotes_an_outlier():
     x = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [0.0, 1.0]])  # row 3 points elsewhere
-    ctx = Context(MODEL.apply, {"W": jnp.zeros((2, C)), "b": jnp.zeros(C)}, x, jnp.ones(4, bool),
+    params = {"W": jnp.zeros((2, C)), "b": jnp.zeros(C)}
+    ctx = Context(MODEL.apply, params, x, MODEL.apply(params, x), jnp.ones(4, bool),
                   x[:1], jnp.zeros(1, jnp.int32), jnp.ones(1), 1)
     scores = STRATEGIES["density_weighted"](None, ctx)
     assert int(jnp.argmin(scores)) == 3
