@@ -130,6 +130,14 @@ def test_tiny_study_report_and_figures(tiny_study):
         assert (out / name).stat().st_size > 1000
 
 
+def test_other_settings_of_the_same_mode_are_kept(tiny_study):
+    out, r = tiny_study
+    assert study.kept_settings(out, "test", ["A"]) == {"T": json.loads(json.dumps(r))}
+    assert study.kept_settings(out, "test", ["T"]) == {}
+    assert study.kept_settings(out, "full", ["A"]) == {}
+    assert study.kept_settings(out / "nothing", "test", ["A"]) == {}
+
+
 def test_stored_runs_are_reused(tiny_study, capsys):
     out, _ = tiny_study
     data = study.dev_data(tiny_raw(), TINY.pool_size, TINY.dev_size)
