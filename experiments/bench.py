@@ -6,8 +6,8 @@ reference measured in the same run (the machine may be shared and noisy):
 * machine: matmul peak (GFLOP/s, jax) and memory bandwidth (GB/s, a large jax copy);
 * (c) least-confidence AL 10 -> 400 on the 4000-pool and (d) the 360 auto-labeling rounds after it,
   aljax vs experiments/numpy_reference.py, with their accuracies (article: 359/400 and 362/400);
-* seeds: (c) vmapped over S seeds (random initial labels), seconds per seed vs NumPy per seed,
-  achieved GFLOP/s vs the matmul peak;
+* seeds: (c) vmapped over S seeds (random initial labels), all at once or in groups, seconds per
+  seed vs NumPy per seed, achieved GFLOP/s vs the matmul peak;
 * pool scaling: one full round and scoring alone for pools of 4k, 60k (MNIST) and 1M (synthetic);
 * compilations per experiment (jax's backend-compile events) and peak memory.
 
@@ -170,22 +170,32 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
 
 
 def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
-    """(c) with random initial labels vmapped over S seeds vs NumPy per seed (same initial labels)."""
+    """(c) with random initial labels over S seeds vs NumPy per seed (same initial labels).
+
+    Seeds run vmapped in groups of ``group`` (``lax.map`` over groups: one program; S = group is a
+    plain vmap), as ``aljax run --chunk-size`` and the study run them in chunks. A vmapped fit runs
+    until its group's slowest seed stops, so large groups waste steps; float rounding in the batched
+    pool product depends on the group size, so a few seeds' trajectories differ between group sizes.
+    """
     x, y, ex, ey = host
     rounds = 9 if quick else 39
     config = Config(rounds=rounds, initial="random")
-    run = jax.jit(jax.vmap(make_run(config), in_axes=(None, None, 0)))
+    run = make_run(config)
     rows = []
-    for s in (1, 8) if quick else (1, 8, 64, 256):
+    for s, group in ((1, 1), (8, 8), (16, 4)) if quick else ((1, 1), (8, 8), (64, 64), (256, 256), (64, 4), (256, 4)):
         keys = jax.random.split(jax.random.key(0), s)
-        (state, info), sec, comp, recomp, first = timed(run, data, Hyper(), keys, repeat=1)
+        grouped = functools.partial(jax.lax.map, batch_size=group)
+        (state, info), sec, comp, recomp, first = timed(
+            lambda d, h, k: grouped(lambda key: run(d, h, key), k), data, Hyper(), keys, repeat=1)
         steps = np.asarray(info.steps)  # (S, rounds + 1)
+        executed_steps = steps.reshape(s // group, group, -1).max(axis=1) * group
         useful = fit_flops(steps, config.buffer, len(ey)) + s * rounds * 2 * len(x) * D * C
-        executed = fit_flops(steps.max(axis=0) * s, config.buffer, len(ey)) + s * rounds * 2 * len(x) * D * C
+        executed = fit_flops(executed_steps, config.buffer, len(ey)) + s * rounds * 2 * len(x) * D * C
         rows.append({
-            "seeds": s, "aljax_s": sec, "per_seed_s": sec / s, "compile_s": first, "compilations": comp, "recompilations": recomp,
+            "seeds": s, "group": group, "aljax_s": sec, "per_seed_s": sec / s, "compile_s": first,
+            "compilations": comp, "recompilations": recomp,
             "useful_gflops": useful / sec / 1e9, "executed_gflops": executed / sec / 1e9,
-            "fraction_of_peak": executed / sec / 1e9 / peak, "wasted_steps": float(1 - steps.sum() / (steps.max(axis=0) * s).sum()),
+            "fraction_of_peak": executed / sec / 1e9 / peak, "wasted_steps": float(1 - steps.sum() / executed_steps.sum()),
             "mean_correct": float(info.eval_correct[:, -1].mean()),
         })
     # NumPy per seed: the same protocol from the same random initial labels, for two seeds.
@@ -283,10 +293,10 @@ def table(result: dict) -> str:
             f"{label + ' x' + str(r['rounds']):<26}{r['aljax_s']:>9.3f}{r['numpy_s']:>9.3f}{r['speedup']:>8.1f}x"
             f"{r['compile_s']:>10.1f}{r['compilations']:>6}  {r['aljax_correct']}/{r['numpy_correct']} same curve: {r['same_curve']}"
         )
-    lines += ["", f"{'seeds':>6}{'s/seed':>10}{'numpy s/seed':>13}{'speedup':>9}{'GFLOP/s':>9}{'% peak':>8}{'wasted':>8}{'#comp':>6}"]
+    lines += ["", f"{'seeds':>6}{'group':>6}{'s/seed':>10}{'numpy s/seed':>13}{'speedup':>9}{'GFLOP/s':>9}{'% peak':>8}{'wasted':>8}{'#comp':>6}"]
     for r in result["seeds"]:
         lines.append(
-            f"{r['seeds']:>6}{r['per_seed_s']:>10.4f}{r['numpy_per_seed_s']:>13.3f}{r['speedup_per_seed']:>8.1f}x"
+            f"{r['seeds']:>6}{r['group']:>6}{r['per_seed_s']:>10.4f}{r['numpy_per_seed_s']:>13.3f}{r['speedup_per_seed']:>8.1f}x"
             f"{r['executed_gflops']:>9.1f}{100 * r['fraction_of_peak']:>7.1f}%{100 * r['wasted_steps']:>7.1f}%{r['compilations']:>6}"
         )
     lines += ["", f"{'pool':>9}{'round s':>9}{'score s':>9}{'GB/s':>7}{'% bw':>7}{'numpy score s':>14}{'peak RSS GB':>12}"]
@@ -303,7 +313,8 @@ def roofline(result: dict) -> str:
     """A markdown note: why the fit is bandwidth-bound, from this run's numbers."""
     m, a = result["machine"], result["article"]
     peak, bw = m["matmul_gflops"], m["bandwidth_gbs"]
-    big = max(result["seeds"], key=lambda r: r["seeds"])
+    big = max((r for r in result["seeds"] if r["group"] == r["seeds"]), key=lambda r: r["seeds"])
+    small = min((r for r in result["seeds"] if r["seeds"] == big["seeds"]), key=lambda r: r["group"])
     return f"""## Roofline note
 
 One fit step of softmax regression on an L-row buffer does the forward product X·W (2·L·D·C FLOPs)
@@ -315,7 +326,10 @@ longer fits in cache, against a measured matmul peak of {peak:.1f} GFLOP/s: at m
 {100 * min(1, C / 2 * bw / peak):.0f}% of peak. The {big['seeds']}-seed vmapped run reached
 {big['executed_gflops']:.1f} GFLOP/s ({100 * big['fraction_of_peak']:.0f}% of peak), with
 {100 * big['wasted_steps']:.0f}% of its fit steps spent on seeds that had already stopped (a vmapped
-while_loop runs until the slowest seed stops).
+while_loop runs until the slowest seed stops). The same {small['seeds']} seeds in groups of {small['group']}
+(`lax.map` over vmapped groups) took {small['per_seed_s']:.3f} s per seed instead of {big['per_seed_s']:.3f}
+({big['per_seed_s'] / small['per_seed_s']:.1f}x faster), wasting {100 * small['wasted_steps']:.0f}% of their steps, with each
+group's label buffers small enough to stay in cache.
 
 The auto-labeling phase (d) runs as one compiled program with fixed-shape label buffers: the rounds
 are split into {a['d']['phases']} phases (`Config.phases`) whose buffers grow to the labels each phase
