@@ -20,18 +20,21 @@ def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
 
     curves: name -> (labels (R,), accuracy (S, R) over S seeds, or (R,) for a single run).
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, (labels, acc) in curves.items():
+    many = len(curves) > 6  # legend beside the axes; past 10 curves the colours repeat dashed
+    fig, ax = plt.subplots(figsize=(9.5 if many else 7, 4.5))
+    colors = plt.get_cmap("tab10").colors
+    for i, (name, (labels, acc)) in enumerate(curves.items()):
         acc = np.atleast_2d(acc)
         mean, low, high = mean_ci(acc)
-        (line,) = ax.plot(labels, mean, label=f"{name} (n={acc.shape[0]})" if acc.shape[0] > 1 else name)
+        (line,) = ax.plot(labels, mean, color=colors[i % 10], linestyle=("-", "--", ":")[i // 10 % 3],
+                          label=f"{name} (n={acc.shape[0]})" if acc.shape[0] > 1 else name)
         if acc.shape[0] > 1:
             ax.fill_between(labels, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("labels")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small") if many else ax.legend()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
