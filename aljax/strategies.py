@@ -93,9 +93,14 @@ def confidence(logits: jax.Array) -> jax.Array:
 
 
 def margin(logits: jax.Array) -> jax.Array:
-    """Smallest margin first: −(p₁ − p₂) between the two most probable classes."""
-    top2 = jax.lax.top_k(jax.nn.softmax(logits), 2)[0]
-    return top2[1] - top2[0]
+    """Smallest margin first: −(p₁ − p₂) between the two most probable classes.
+
+    p₂ is the max over the other classes (the same values as ``lax.top_k(p, 2)``, which XLA:CPU ran
+    7x slower when vmapped over a 59 000-row pool)."""
+    p = jax.nn.softmax(logits)
+    first = jnp.argmax(p)
+    second = jnp.max(jnp.where(jnp.arange(p.shape[0]) == first, -jnp.inf, p))
+    return second - p[first]
 
 
 def entropy(logits: jax.Array) -> jax.Array:

@@ -134,6 +134,13 @@ def test_uncertainty_values():
     assert least_confidence(uniform) == pytest.approx(-1 / C)
 
 
+def test_margin_equals_the_top_two_probabilities():
+    logits = jax.random.normal(jax.random.key(0), (500, C))
+    logits = logits.at[:50, 1].set(logits[:50, 0])  # ties between the two largest in some rows
+    top2 = jax.lax.top_k(jax.nn.softmax(logits), 2)[0]
+    np.testing.assert_array_equal(jax.vmap(margin)(logits), top2[:, 1] - top2[:, 0])
+
+
 def test_committee_of_identical_members_disagrees_zero():
     same = jnp.tile(jnp.array([[2.0, -1.0, 0.5, 0.0]]), (5, 1))
     assert committee.vote_entropy(same) == 0.0
