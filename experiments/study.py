@@ -387,7 +387,6 @@ def kept_settings(out: Path, mode: str, running: list[str]) -> dict:
     return {name: r for name, r in stored["settings"].items() if name not in running}
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 seeds, setting A, query sizes 10 and 50")

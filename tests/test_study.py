@@ -93,7 +93,7 @@ def tiny_study(tmp_path_factory):
                                query_sizes=(2, 4), query_strategies=("margin",),
                                combinators=(("margin", "random"), ("not_registered", "random")))
     results = {"meta": {"mode": "test", "strategies": ["random", "margin"], "left_out": ["most_confident"],
-                        "machine": "test", "notes": ["a note"]}, "settings": {"T": result}}
+                        "notes": ["a note"]}, "settings": {"T": result}}
     (out / "study.json").write_text(json.dumps(results))
     study.write_report(results, out)
     return out, result
