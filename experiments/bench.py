@@ -263,7 +263,7 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
         if x_host is not None:
             w, b = np.asarray(state.params["W"]), np.asarray(state.params["b"])
             start = time.perf_counter()
-            ref.top(-ref.softmax(x_host @ w + b).max(axis=1), ~np.asarray(state.labeled), 10)
+            ref.top(-ref.softmax(x_host @ w.T + b).max(axis=1), ~np.asarray(state.labeled), 10)
             np_score_s = time.perf_counter() - start
         moved = n * D * 4 + n * (4 + 1)  # features read once, plus labels/mask
         rows.append({

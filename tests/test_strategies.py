@@ -56,7 +56,7 @@ def make_ctx(params, x, selectable, query_size=Q) -> Context:
 
 def random_params(key):
     k1, k2 = jax.random.split(key)
-    return {"W": jax.random.normal(k1, (D, C)), "b": 0.1 * jax.random.normal(k2, (C,))}
+    return {"W": jax.random.normal(k1, (C, D)), "b": 0.1 * jax.random.normal(k2, (C,))}
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +172,8 @@ def test_expected_gradient_length_matches_per_example_gradients(pool):
 
     np.testing.assert_allclose(STRATEGIES["expected_gradient_length"](None, ctx), jax.vmap(expected_norm)(x), rtol=1e-5)
     # a confident row changes the model little, an unsure one a lot
-    confident = {"W": jnp.zeros((D, C)), "b": jnp.array([20.0, 0, 0, 0])}
-    unsure = {"W": jnp.zeros((D, C)), "b": jnp.zeros((C,))}
+    confident = {"W": jnp.zeros((C, D)), "b": jnp.array([20.0, 0, 0, 0])}
+    unsure = {"W": jnp.zeros((C, D)), "b": jnp.zeros((C,))}
     egl = [STRATEGIES["expected_gradient_length"](None, make_ctx(p, x, sel))[0] for p in (confident, unsure)]
     assert egl[0] < 1e-6 < 0.5 < egl[1]
 
@@ -183,7 +183,7 @@ def test_badge_embedding_is_the_gradient_under_the_predicted_label(pool):
     g = gradient_embedding(make_ctx(params, x, sel))
     y_hat = jnp.argmax(MODEL.apply(params, x[:1]), -1)
     grad = jax.grad(lambda q: softmax_xent(MODEL.apply(q, x[:1]), y_hat)[0])(params)
-    np.testing.assert_allclose(g[0], jnp.concatenate([grad["W"], grad["b"][None]]).ravel(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g[0], jnp.concatenate([grad["W"].T, grad["b"][None]]).ravel(), rtol=1e-5, atol=1e-7)
 
 
 def line_ctx(points, labeled, query_size):
@@ -213,7 +213,7 @@ def test_kmeans_takes_one_row_per_blob():
 
 def test_density_weighting_demotes_an_outlier():
     x = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [0.0, 1.0]])  # row 3 points elsewhere
-    params = {"W": jnp.zeros((2, C)), "b": jnp.zeros(C)}
+    params = {"W": jnp.zeros((C, 2)), "b": jnp.zeros(C)}
     ctx = Context(MODEL.apply, params, x, MODEL.apply(params, x), jnp.ones(4, bool),
                   x[:1], jnp.zeros(1, jnp.int32), jnp.ones(1), 1)
     scores = STRATEGIES["density_weighted"](None, ctx)
