@@ -41,22 +41,23 @@ def softmax_regression(n_features: int, n_classes: int, init_scale: float = 0.0)
 
 
 def mlp(n_features: int, n_classes: int, hidden: int = 128, init_scale: float = 1.0) -> Model:
-    """One ReLU hidden layer, He-scaled normal init (times ``init_scale``)."""
+    """One ReLU hidden layer: W1 (hidden, D), W2 (C, hidden), output-major like softmax regression's
+    W; He-scaled normal init (times ``init_scale``)."""
 
     def init(key: jax.Array) -> Params:
         k1, k2 = jax.random.split(key)
         s1 = init_scale * jnp.sqrt(2.0 / n_features)
         s2 = init_scale * jnp.sqrt(2.0 / hidden)
         return {
-            "W1": s1 * jax.random.normal(k1, (n_features, hidden), jnp.float32),
+            "W1": s1 * jax.random.normal(k1, (hidden, n_features), jnp.float32),
             "b1": jnp.zeros((hidden,), jnp.float32),
-            "W2": s2 * jax.random.normal(k2, (hidden, n_classes), jnp.float32),
+            "W2": s2 * jax.random.normal(k2, (n_classes, hidden), jnp.float32),
             "b2": jnp.zeros((n_classes,), jnp.float32),
         }
 
     def apply(params: Params, x: jax.Array) -> jax.Array:
-        h = jax.nn.relu(x @ params["W1"] + params["b1"])
-        return h @ params["W2"] + params["b2"]
+        h = jax.nn.relu(x @ params["W1"].T + params["b1"])
+        return h @ params["W2"].T + params["b2"]
 
     return Model(init, apply)
 
