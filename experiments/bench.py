@@ -41,6 +41,7 @@ import numpy_reference as ref  # noqa: E402
 from aljax.data import Data, DataError, Pool, features, load_mnist, make_pool, make_split, seed_data  # noqa: E402
 from aljax.loop import Config, Hyper, make_rounds, make_run  # noqa: E402
 from aljax.strategies import STRATEGIES, Context, select  # noqa: E402
+from aljax.train import fit, mean_weights  # noqa: E402
 
 D, C = 784, 10
 AUTO = dict(strategy="most_confident", n_initial=1, query_size=10, oracle="model")
@@ -126,9 +127,56 @@ def machine(quick: bool) -> dict:
 # ----------------------------------------------------------------------------- workloads
 
 
-def fit_flops(steps: int | np.ndarray, rows: int, n_eval: int) -> float:
-    """FLOPs of ``steps`` fit steps on a ``rows``-row buffer: forward + dW matmuls, eval matmul."""
-    return float(np.sum(steps)) * (2 * 2 * rows * D * C + 2 * n_eval * D * C)
+def cost(steps, rows, n_eval: int, n_pool: int) -> tuple[float, float]:
+    """(FLOPs, bytes read) of fits that took ``steps`` (..., fits) optimiser steps on label buffers of
+    ``rows`` (fits,) rows, each fit followed by one pass over an ``n_pool``-row pool. A step's forward
+    and weight-gradient products read the buffer twice (4·rows·D·C FLOPs, 8·rows·D bytes), its
+    evaluation product the n_eval-row split (2·n_eval·D·C, 4·n_eval·D); a pool pass 2·n_pool·D·C, 4·n_pool·D.
+    """
+    steps, rows = np.asarray(steps), np.asarray(rows)
+    flops = np.sum(steps * (4 * rows * D * C + 2 * n_eval * D * C)) + steps.size * 2 * n_pool * D * C
+    moved = np.sum(steps * (8 * rows * D + 4 * n_eval * D)) + steps.size * 4 * n_pool * D
+    return float(flops), float(moved)
+
+
+def buffer_rows(config: Config, start: int | None = None) -> np.ndarray:
+    """Label-buffer rows of each fit (fits,): ``make_rounds`` continuing from ``start`` labels, or
+    ``make_run`` (its initial fit, then the rounds) when ``start`` is None."""
+    first = [] if start is not None else [config.buffer if config.phases == 1 else config.n_initial]
+    start = config.n_initial if start is None else start
+    edges = config.phase_edges()
+    return np.array(first + [start + hi * config.query_size for lo, hi in zip(edges, edges[1:]) for _ in range(hi - lo)])
+
+
+def fit_steps(data: Data, host: tuple, peak: float, bandwidth: float, quick: bool) -> list[dict]:
+    """The ceiling of the workloads: fit steps alone (no rounds, no stopped seeds), timed per step.
+
+    S seeds (vmapped when S > 1) on L-row label buffers drawn from the pool, ``max_steps`` steps with
+    a patience that never runs out. FLOPs and bytes as in :func:`cost`, the evaluation split read once
+    per step (one product for all S seeds).
+    """
+    x, y, ex, _ = host
+    config = Config()
+    model, steps = config.build_model(D), 50 if quick else 200
+    optimizer = config.build_optimizer(Hyper())
+    rng = np.random.default_rng(0)
+    rows = []
+    for s, n in ((1, 400), (4, 220)) if quick else ((1, 400), (1, 4000), (4, 220), (8, 220)):
+        idx = np.stack([rng.permutation(len(x))[:n] for _ in range(s)])
+        params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), s))
+
+        def one(params, bx, by):
+            w = mean_weights(jnp.ones(by.shape, bool))
+            return fit(model.apply, optimizer, params, optimizer.init(params), bx, by, w, data.eval,
+                       jnp.int32(2**30), jnp.int32(steps)).steps
+
+        _, sec, *_ = timed(jax.vmap(one), params, x[idx], y[idx].astype(np.int32), repeat=3)
+        flops = cost(np.full(s, steps), n, len(ex), 0)[0]
+        moved = cost(np.full(s, steps), n, 0, 0)[1] + cost(steps, 0, len(ex), 0)[1]
+        rows.append({"seeds": s, "rows": n, "step_us": sec / steps * 1e6, "per_seed_step_us": sec / steps / s * 1e6,
+                     "gflops": flops / sec / 1e9, "fraction_of_peak": flops / sec / 1e9 / peak,
+                     "gbs": moved / sec / 1e9, "fraction_of_bandwidth": moved / sec / 1e9 / bandwidth})
+    return rows
 
 
 def article(data: Data, host: tuple, quick: bool) -> dict:
@@ -139,8 +187,9 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
     (state, info), c_sec, c_comp, c_re, c_first = timed(run, data, Hyper(), jax.random.key(0), repeat=3)
     d_config = Config(rounds=d_rounds, phases=max(1, d_rounds // 40), **AUTO)  # as `make reproduce` runs it
     (_, dinfo), d_sec, d_comp, d_re, d_first = timed(jax.jit(make_rounds(d_config)), data, Hyper(), state, repeat=1)
-    edges, start = d_config.phase_edges(), state.order.shape[-1]
-    buffer_rows = np.concatenate([np.full(hi - lo, start + hi * d_config.query_size) for lo, hi in zip(edges, edges[1:])])
+    d_rows = buffer_rows(d_config, start=state.order.shape[-1])
+    c_cost = cost(info.steps, buffer_rows(Config(rounds=c_rounds)), len(ey), len(x))
+    d_cost = cost(dinfo.steps, d_rows, len(ey), len(x))
 
     start = time.perf_counter()
     np_state, np_c = ref.active(x, y, ex, ey, np.arange(10), c_rounds)
@@ -154,6 +203,7 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
             "compile_s": c_first, "compilations": c_comp, "recompilations": c_re,
             "aljax_correct": int(info.eval_correct[-1]), "numpy_correct": np_c[-1],
             "same_curve": [int(v) for v in info.eval_correct] == np_c, "steps": int(info.steps.sum()),
+            "gflops": c_cost[0] / c_sec / 1e9, "gbs": c_cost[1] / c_sec / 1e9,
         },
         "d": {
             "rounds": d_rounds, "aljax_s": d_sec, "numpy_s": np_d_sec, "speedup": np_d_sec / d_sec,
@@ -162,9 +212,10 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
             # aljax fits on a fixed-shape buffer per phase; NumPy on the n labeled rows only.
             "phases": d_config.phases,
             "buffer_rows_over_labeled_rows": float(
-                np.sum(np.asarray(dinfo.steps) * buffer_rows) / np.sum(np.asarray(dinfo.steps) * np.asarray(dinfo.n_labeled))
+                np.sum(np.asarray(dinfo.steps) * d_rows) / np.sum(np.asarray(dinfo.steps) * np.asarray(dinfo.n_labeled))
             ),
             "same_curve": [int(v) for v in dinfo.eval_correct] == np_d, "steps": int(dinfo.steps.sum()),
+            "gflops": d_cost[0] / d_sec / 1e9, "gbs": d_cost[1] / d_sec / 1e9,
         },
     }
 
@@ -173,33 +224,38 @@ def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
     """(c) with random initial labels over S seeds vs NumPy per seed (same initial labels).
 
     Seeds run vmapped in groups of ``group`` (``lax.map`` over groups: one program; S = group is a
-    plain vmap), as ``aljax run --chunk-size`` and the study run them in chunks. A vmapped fit runs
-    until its group's slowest seed stops, so large groups waste steps; float rounding in the batched
-    pool product depends on the group size, so a few seeds' trajectories differ between group sizes.
+    plain vmap; group 1 runs the seeds one after another, unbatched), as ``aljax run --chunk-size``
+    and the study run them in chunks. A vmapped fit runs until its group's slowest seed stops, so large
+    groups waste steps; float rounding in the batched pool product depends on the group size, so a few
+    seeds' trajectories differ between group sizes. ``phases`` > 1 (as the study runs) fits on buffers
+    that grow with the labels instead of the full 400 rows from the first round.
     """
     x, y, ex, ey = host
     rounds = 9 if quick else 39
-    config = Config(rounds=rounds, initial="random")
-    run = make_run(config)
     rows = []
-    for s, group in ((1, 1), (8, 8), (16, 4)) if quick else ((1, 1), (8, 8), (64, 64), (256, 256), (64, 4), (256, 4)):
+    for s, group, phases in (((1, 1, 1), (8, 8, 1), (16, 4, 1), (16, 4, 3)) if quick else
+                             ((1, 1, 1), (8, 8, 1), (64, 64, 1), (256, 256, 1), (64, 4, 1), (256, 4, 1), (256, 4, 8))):
+        config = Config(rounds=rounds, initial="random", phases=phases)
+        run = make_run(config)
         keys = jax.random.split(jax.random.key(0), s)
-        grouped = functools.partial(jax.lax.map, batch_size=group)
+        grouped = functools.partial(jax.lax.map, batch_size=group if group > 1 else None)  # 1: no vmap
         (state, info), sec, comp, recomp, first = timed(
             lambda d, h, k: grouped(lambda key: run(d, h, key), k), data, Hyper(), keys, repeat=1)
         steps = np.asarray(info.steps)  # (S, rounds + 1)
         executed_steps = steps.reshape(s // group, group, -1).max(axis=1) * group
-        useful = fit_flops(steps, config.buffer, len(ey)) + s * rounds * 2 * len(x) * D * C
-        executed = fit_flops(executed_steps, config.buffer, len(ey)) + s * rounds * 2 * len(x) * D * C
+        useful = cost(steps, buffer_rows(config), len(ey), len(x))[0]
+        executed = cost(executed_steps, buffer_rows(config), len(ey), len(x))[0]
+        if phases == 1:
+            reference = state, info
         rows.append({
-            "seeds": s, "group": group, "aljax_s": sec, "per_seed_s": sec / s, "compile_s": first,
+            "seeds": s, "group": group, "phases": phases, "aljax_s": sec, "per_seed_s": sec / s, "compile_s": first,
             "compilations": comp, "recompilations": recomp,
             "useful_gflops": useful / sec / 1e9, "executed_gflops": executed / sec / 1e9,
             "fraction_of_peak": executed / sec / 1e9 / peak, "wasted_steps": float(1 - steps.sum() / executed_steps.sum()),
             "mean_correct": float(info.eval_correct[:, -1].mean()),
         })
     # NumPy per seed: the same protocol from the same random initial labels, for two seeds.
-    n_np = 2
+    n_np, (state, info) = 2, reference
     order = np.asarray(state.order)
     start = time.perf_counter()
     np_correct = [ref.active(x, y, ex, ey, order[i, :10], rounds)[1][-1] for i in range(n_np)]
@@ -207,8 +263,9 @@ def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
     for row in rows:
         row["numpy_per_seed_s"] = np_per_seed
         row["speedup_per_seed"] = np_per_seed / row["per_seed_s"]
-    rows[-1]["numpy_correct_first_seeds"] = np_correct
-    rows[-1]["aljax_correct_first_seeds"] = [int(v) for v in info.eval_correct[:n_np, -1]]
+    compared = [r for r in rows if r["phases"] == 1][-1]  # the run ``reference`` holds
+    compared["numpy_correct_first_seeds"] = np_correct
+    compared["aljax_correct_first_seeds"] = [int(v) for v in info.eval_correct[:n_np, -1]]
     return rows
 
 
@@ -285,18 +342,24 @@ def table(result: dict) -> str:
         f"machine: matmul peak {m['matmul_gflops']:.1f} GFLOP/s (n={m['matmul_n']}), memory bandwidth {m['bandwidth_gbs']:.1f} GB/s"
         f" (jax copy {m['jax_copy_gbs']:.1f}, numpy copy {m['numpy_copy_gbs']:.1f}); numpy BLAS threads {result['numpy_threads']}",
         "",
-        f"{'workload':<26}{'aljax s':>9}{'numpy s':>9}{'speedup':>9}{'compile s':>10}{'#comp':>6}  correct (aljax/numpy)",
+        f"{'workload':<26}{'aljax s':>9}{'numpy s':>9}{'speedup':>9}{'compile s':>10}{'#comp':>6}{'GFLOP/s':>9}{'GB/s':>6}  correct (aljax/numpy)",
     ]
     for name, label in (("c", "(c) AL 10->400"), ("d", "(d) auto rounds")):
         r = a[name]
         lines.append(
             f"{label + ' x' + str(r['rounds']):<26}{r['aljax_s']:>9.3f}{r['numpy_s']:>9.3f}{r['speedup']:>8.1f}x"
-            f"{r['compile_s']:>10.1f}{r['compilations']:>6}  {r['aljax_correct']}/{r['numpy_correct']} same curve: {r['same_curve']}"
+            f"{r['compile_s']:>10.1f}{r['compilations']:>6}{r['gflops']:>9.1f}{r['gbs']:>6.1f}  {r['aljax_correct']}/{r['numpy_correct']} same curve: {r['same_curve']}"
         )
-    lines += ["", f"{'seeds':>6}{'group':>6}{'s/seed':>10}{'numpy s/seed':>13}{'speedup':>9}{'GFLOP/s':>9}{'% peak':>8}{'wasted':>8}{'#comp':>6}"]
+    lines += ["", f"{'fit steps: seeds':>16}{'rows':>6}{'us/step':>9}{'us/seed-step':>13}{'GFLOP/s':>9}{'% peak':>8}{'GB/s':>7}{'% bw':>7}"]
+    for r in result["fit_steps"]:
+        lines.append(
+            f"{r['seeds']:>16}{r['rows']:>6}{r['step_us']:>9.0f}{r['per_seed_step_us']:>13.0f}{r['gflops']:>9.1f}"
+            f"{100 * r['fraction_of_peak']:>7.1f}%{r['gbs']:>7.1f}{100 * r['fraction_of_bandwidth']:>6.0f}%"
+        )
+    lines += ["", f"{'seeds':>6}{'group':>6}{'phases':>7}{'s/seed':>10}{'numpy s/seed':>13}{'speedup':>9}{'GFLOP/s':>9}{'% peak':>8}{'wasted':>8}{'#comp':>6}"]
     for r in result["seeds"]:
         lines.append(
-            f"{r['seeds']:>6}{r['group']:>6}{r['per_seed_s']:>10.4f}{r['numpy_per_seed_s']:>13.3f}{r['speedup_per_seed']:>8.1f}x"
+            f"{r['seeds']:>6}{r['group']:>6}{r['phases']:>7}{r['per_seed_s']:>10.4f}{r['numpy_per_seed_s']:>13.3f}{r['speedup_per_seed']:>8.1f}x"
             f"{r['executed_gflops']:>9.1f}{100 * r['fraction_of_peak']:>7.1f}%{100 * r['wasted_steps']:>7.1f}%{r['compilations']:>6}"
         )
     lines += ["", f"{'pool':>9}{'round s':>9}{'score s':>9}{'GB/s':>7}{'% bw':>7}{'numpy score s':>14}{'peak RSS GB':>12}"]
@@ -310,33 +373,57 @@ def table(result: dict) -> str:
 
 
 def roofline(result: dict) -> str:
-    """A markdown note: why the fit is bandwidth-bound, from this run's numbers."""
+    """A markdown note: what bounds the fit on this machine, from this run's numbers."""
     m, a = result["machine"], result["article"]
     peak, bw = m["matmul_gflops"], m["bandwidth_gbs"]
-    big = max((r for r in result["seeds"] if r["group"] == r["seeds"]), key=lambda r: r["seeds"])
-    small = min((r for r in result["seeds"] if r["seeds"] == big["seeds"]), key=lambda r: r["group"])
+    alone = "\n".join(
+        f"- {r['seeds']} seed{'s' if r['seeds'] > 1 else ''} on {r['rows']} rows: {r['gflops']:.1f} GFLOP/s"
+        f" ({100 * r['fraction_of_peak']:.0f}% of peak), {r['gbs']:.1f} GB/s ({100 * r['fraction_of_bandwidth']:.0f}% of bandwidth),"
+        f" {r['per_seed_step_us']:.0f} µs per seed and step"
+        for r in result["fit_steps"]
+    )
+    c_config = Config(rounds=a["c"]["rounds"])
+    flat = [r for r in result["seeds"] if r["phases"] == 1]
+    big = max((r for r in flat if r["group"] == r["seeds"]), key=lambda r: r["seeds"])
+    small = min((r for r in flat if r["seeds"] == big["seeds"]), key=lambda r: r["group"])
+    grouped = "" if small is big else (
+        f" The same {small['seeds']} seeds in groups of {small['group']} (`lax.map` over vmapped groups) took"
+        f" {small['per_seed_s']:.3f} s per seed instead of {big['per_seed_s']:.3f} ({big['per_seed_s'] / small['per_seed_s']:.1f}x"
+        f" faster), wasting {100 * small['wasted_steps']:.0f}% of their steps, with each group's label buffers small"
+        " enough to stay in cache.")
+    grown = [(r, next(f for f in flat if (f["seeds"], f["group"]) == (r["seeds"], r["group"])))
+             for r in result["seeds"] if r["phases"] > 1]
+    phases = " ".join(
+        f"With `phases={r['phases']}` the same {r['seeds']} seeds in groups of {r['group']} took {r['per_seed_s']:.3f} s"
+        f" per seed instead of {f['per_seed_s']:.3f} ({f['per_seed_s'] / r['per_seed_s']:.1f}x faster,"
+        f" {r['speedup_per_seed']:.1f}x NumPy)." for r, f in grown
+    )
     return f"""## Roofline note
 
-One fit step of softmax regression on an L-row buffer does the forward product X·W (2·L·D·C FLOPs)
-and the weight gradient Xᵀ·G (2·L·D·C), reading the L×D float32 buffer twice (8·L·D bytes): an
-arithmetic intensity of C/2 = {C / 2:.0f} FLOP/byte whatever L is (C = {C} classes). The evaluation
-product is shared by all vmapped seeds (one (E, D)·(D, S·C) GEMM) but is a small part of the work.
-With the measured bandwidth of {bw:.1f} GB/s this caps a fit at {C / 2 * bw:.0f} GFLOP/s once X no
-longer fits in cache, against a measured matmul peak of {peak:.1f} GFLOP/s: at most
-{100 * min(1, C / 2 * bw / peak):.0f}% of peak. The {big['seeds']}-seed vmapped run reached
-{big['executed_gflops']:.1f} GFLOP/s ({100 * big['fraction_of_peak']:.0f}% of peak), with
-{100 * big['wasted_steps']:.0f}% of its fit steps spent on seeds that had already stopped (a vmapped
-while_loop runs until the slowest seed stops). The same {small['seeds']} seeds in groups of {small['group']}
-(`lax.map` over vmapped groups) took {small['per_seed_s']:.3f} s per seed instead of {big['per_seed_s']:.3f}
-({big['per_seed_s'] / small['per_seed_s']:.1f}x faster), wasting {100 * small['wasted_steps']:.0f}% of their steps, with each
-group's label buffers small enough to stay in cache.
+**A fit step.** Softmax regression on an L-row label buffer does the forward product X·Wᵀ
+(2·L·D·C FLOPs) and the weight gradient Gᵀ·X (2·L·D·C), reading the L×D float32 buffer twice
+(8·L·D bytes): C/2 = {C / 2:.0f} FLOP per byte whatever L is (C = {C} classes). Streaming X from memory
+at the measured {bw:.1f} GB/s caps a step at {C / 2 * bw:.0f} GFLOP/s, {100 * min(1, C / 2 * bw / peak):.0f}% of the measured
+matmul peak ({peak:.1f} GFLOP/s, square n = {m['matmul_n']} products). Fit steps measured alone, with no
+rounds around them and no stopped seeds, are the ceiling of the workloads:
 
-The auto-labeling phase (d) runs as one compiled program with fixed-shape label buffers: the rounds
-are split into {a['d']['phases']} phases (`Config.phases`) whose buffers grow to the labels each phase
-will hold, so every step multiplies the padding rows of its phase; NumPy slices the n labeled rows. Over the run aljax touches {a['d']['buffer_rows_over_labeled_rows']:.2f}x
-the rows NumPy does, which with the same per-row cost bounds (d)'s speed-up to about
-1/{a['d']['buffer_rows_over_labeled_rows']:.2f} of the per-row one. Scoring is one pass over the pool
-(D·4 bytes per row) and scales linearly with pool size (table above).
+{alone}
+
+Large buffers approach the memory bandwidth. Buffers that stay in cache are bound by how fast
+XLA:CPU multiplies products only C = {C} columns wide, far below the square-matrix peak. The
+workloads around these steps ran at {a['c']['gflops']:.1f} GFLOP/s ((c), with its pool passes) and
+{a['d']['gflops']:.1f} GFLOP/s, {a['d']['gbs']:.1f} GB/s ((d)).
+
+**Seeds in lockstep.** A vmapped `while_loop` runs until its slowest seed stops. The {big['seeds']}-seed
+vmapped run executed {big['executed_gflops']:.1f} GFLOP/s ({100 * big['fraction_of_peak']:.0f}% of peak), but
+{100 * big['wasted_steps']:.0f}% of its fit steps belonged to seeds that had already stopped.{grouped}
+
+**Padding rows.** Fixed shapes mean a fit multiplies its whole buffer, padding rows included.
+(c) keeps one {c_config.buffer}-row buffer (`phases=1`), because the article's rounding depends on the buffer
+length, so its first fit multiplies {c_config.buffer - c_config.n_initial} padding rows. {phases} The auto-labeling phase (d) runs with
+`phases={a['d']['phases']}`, buffers that grow to the labels each phase will hold: it touches
+{a['d']['buffer_rows_over_labeled_rows']:.2f}x the rows NumPy does (NumPy slices the labeled rows).
+Scoring is one pass over the pool (D·4 bytes per row) and scales linearly with pool size (table above).
 """
 
 
@@ -356,6 +443,8 @@ def main(argv=None) -> int:
     result = {"quick": args.quick, "devices": str(jax.devices()), "jax": jax.__version__, "numpy_threads": os.environ["OPENBLAS_NUM_THREADS"]}
     result["machine"] = machine(args.quick)
     progress(f"machine: {result['machine']}")
+    result["fit_steps"] = fit_steps(data, host, result["machine"]["matmul_gflops"], result["machine"]["bandwidth_gbs"], args.quick)
+    progress(f"fit steps: {result['fit_steps']}")
     result["article"] = article(data, host, args.quick)
     progress(f"article: {result['article']}")
     result["seeds"] = seeds(data, host, result["machine"]["matmul_gflops"], args.quick)
