@@ -168,9 +168,13 @@ def fit_steps(data: Data, host: tuple, peak: float, bandwidth: float, quick: boo
         def one(params, bx, by):
             w = mean_weights(jnp.ones(by.shape, bool))
             return fit(model.apply, optimizer, params, optimizer.init(params), bx, by, w, data.eval,
-                       jnp.int32(2**30), jnp.int32(steps)).steps
+                       jnp.int32(2**30), jnp.int32(steps))
 
-        _, sec, *_ = timed(jax.vmap(one), params, x[idx], y[idx].astype(np.int32), repeat=3)
+        args = params, x[idx], y[idx].astype(np.int32)
+        if s == 1:
+            _, sec, *_ = timed(one, *jax.tree.map(lambda a: a[0], args), repeat=3)
+        else:
+            _, sec, *_ = timed(jax.vmap(one), *args, repeat=3)
         flops = cost(np.full(s, steps), n, len(ex), 0)[0]
         moved = cost(np.full(s, steps), n, 0, 0)[1] + cost(steps, 0, len(ex), 0)[1]
         rows.append({"seeds": s, "rows": n, "step_us": sec / steps * 1e6, "per_seed_step_us": sec / steps / s * 1e6,
