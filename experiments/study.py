@@ -44,6 +44,7 @@ from aljax.data import DEFAULT_DATA_DIR, DataError, Raw, dev_data, load_dataset
 from aljax.loop import Config, Hyper, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
+from aljax.progress import Progress
 from aljax.strategies import STRATEGIES, resolve
 
 REFERENCE = "random"
@@ -114,11 +115,16 @@ def run_seeds(data, config: Config, n_seeds: int, chunk: int) -> dict:
     compiled = run.lower(data, Hyper(), seed_keys(0, chunk)).compile()
     compile_s = time.perf_counter() - t0
     acc, initial = [], []
-    for start in range(0, n_seeds, chunk):
+    starts = range(0, n_seeds, chunk)
+    progress = Progress(len(starts), config.rounds)  # a bar on a terminal's stderr, advanced per chunk
+    for position, start in enumerate(starts):
+        progress.start_chunk(position, start, min(start + chunk, n_seeds) - 1, len(starts))
         state, info = compiled(data, Hyper(), seed_keys(start, start + chunk))
         acc.append(np.asarray(info.test_accuracy))
         initial.append(np.asarray(state.order[:, : config.n_initial]))
         labels = np.asarray(info.n_labeled[0])
+        progress.end_chunk()
+    progress.close()
     return {
         "labels": labels.tolist(),
         "acc": np.round(np.concatenate(acc)[:n_seeds].astype(np.float64), 6).tolist(),
