@@ -187,12 +187,13 @@ def article(data: Data, host: tuple, quick: bool) -> dict:
     """(c) and (d), single seed (the article's runs), aljax vs NumPy, times and accuracies."""
     x, y, ex, ey = host
     c_rounds, d_rounds = (9, 20) if quick else (39, 360)
-    run = jax.jit(make_run(Config(rounds=c_rounds)))
+    c_config = Config(rounds=c_rounds)
+    run = jax.jit(make_run(c_config))
     (state, info), c_sec, c_comp, c_re, c_first = timed(run, data, Hyper(), jax.random.key(0), repeat=3)
     d_config = Config(rounds=d_rounds, phases=max(1, d_rounds // 40), **AUTO)  # as `make reproduce` runs it
     (_, dinfo), d_sec, d_comp, d_re, d_first = timed(jax.jit(make_rounds(d_config)), data, Hyper(), state, repeat=1)
     d_rows = buffer_rows(d_config, start=state.order.shape[-1])
-    c_cost = cost(info.steps, buffer_rows(Config(rounds=c_rounds)), len(ey), len(x))
+    c_cost = cost(info.steps, buffer_rows(c_config), len(ey), len(x))
     d_cost = cost(dinfo.steps, d_rows, len(ey), len(x))
 
     start = time.perf_counter()
@@ -247,10 +248,9 @@ def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
             lambda d, h, k: grouped(lambda key: run(d, h, key), k), data, Hyper(), keys, repeat=1)
         steps = np.asarray(info.steps)  # (S, rounds + 1)
         executed_steps = steps.reshape(s // group, group, -1).max(axis=1) * group
-        useful = cost(steps, buffer_rows(config), len(ey), len(x))[0]
-        executed = cost(executed_steps, buffer_rows(config), len(ey), len(x))[0]
-        if phases == 1:
-            reference = state, info
+        fit_rows = buffer_rows(config)
+        useful = cost(steps, fit_rows, len(ey), len(x))[0]
+        executed = cost(executed_steps, fit_rows, len(ey), len(x))[0]
         rows.append({
             "seeds": s, "group": group, "phases": phases, "aljax_s": sec, "per_seed_s": sec / s, "compile_s": first,
             "compilations": comp, "recompilations": recomp,
@@ -258,8 +258,11 @@ def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
             "fraction_of_peak": executed / sec / 1e9 / peak, "wasted_steps": float(1 - steps.sum() / executed_steps.sum()),
             "mean_correct": float(info.eval_correct[:, -1].mean()),
         })
-    # NumPy per seed: the same protocol from the same random initial labels, for two seeds.
-    n_np, (state, info) = 2, reference
+        if phases == 1:
+            compared = rows[-1], state, info
+    # NumPy per seed: the same protocol from the same random initial labels, for two seeds of the
+    # last run with phases=1 (the reference's buffer length).
+    n_np, (compared_row, state, info) = 2, compared
     order = np.asarray(state.order)
     start = time.perf_counter()
     np_correct = [ref.active(x, y, ex, ey, order[i, :10], rounds)[1][-1] for i in range(n_np)]
@@ -267,9 +270,8 @@ def seeds(data: Data, host: tuple, peak: float, quick: bool) -> list[dict]:
     for row in rows:
         row["numpy_per_seed_s"] = np_per_seed
         row["speedup_per_seed"] = np_per_seed / row["per_seed_s"]
-    compared = [r for r in rows if r["phases"] == 1][-1]  # the run ``reference`` holds
-    compared["numpy_correct_first_seeds"] = np_correct
-    compared["aljax_correct_first_seeds"] = [int(v) for v in info.eval_correct[:n_np, -1]]
+    compared_row["numpy_correct_first_seeds"] = np_correct
+    compared_row["aljax_correct_first_seeds"] = [int(v) for v in info.eval_correct[:n_np, -1]]
     return rows
 
 
