@@ -25,8 +25,6 @@ import numpy as np
 from aljax import atomic, label_cli, store
 from aljax.data import DATASET_FORMS, DATASETS, DEFAULT_DATA_DIR, PROTOCOLS, DataError, Raw, load_dataset
 from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo
-from aljax.models import MODELS
-from aljax.optim import OPTIMIZERS
 from aljax.store import StoreError
 from aljax.strategies import STRATEGIES
 
@@ -48,8 +46,7 @@ def unknown(kind: str, name: str, valid) -> str:
 # ----------------------------------------------------------------------------- run settings
 
 # Registries that name-valued settings must come from (checked with a closest-match hint).
-CHOICES = {"strategy": STRATEGIES, "protocol": PROTOCOLS, "initial": INITIAL, "oracle": ORACLES,
-           "model": MODELS, "optimizer": OPTIMIZERS}
+CHOICES = {"strategy": STRATEGIES, "protocol": PROTOCOLS, "initial": INITIAL, "oracle": ORACLES}
 # Settings that are not Config / Hyper fields: key -> (default, type, help).
 RUN_SETTINGS = {
     "dataset": ("mnist", str, "dataset name (`aljax list`)"),

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from aljax.models import Params
-from aljax.train import weighted_loss
+from aljax.fit import weighted_loss
 
 
 def bootstrap_weights(key: jax.Array, w: jax.Array) -> jax.Array:

@@ -185,7 +185,7 @@ def load_dataset(name: str, data_dir: str | Path = DEFAULT_DATA_DIR) -> Raw:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """A labeled evaluation set on the device: x (n, D) float32, y (n,) int32."""
+    """A labeled evaluation set on the device: x (n, *sample_shape) float32, y (n,) int32."""
 
     x: jax.Array
     y: jax.Array
@@ -196,8 +196,9 @@ class Split:
 class Pool:
     """The unlabeled pool on the device, padded to a fixed size.
 
-    x (N, D) float32 features, y (N,) int32 oracle labels (hidden from strategies), valid (N,) bool
-    (False on padding rows, which are never selected).
+    x (N, *sample_shape) float32 inputs (MNIST: (N, 28, 28, 1); models flatten what they need), y (N,)
+    int32 oracle labels (hidden from strategies), valid (N,) bool (False on padding rows, which are
+    never selected).
     """
 
     x: jax.Array
@@ -220,12 +221,14 @@ class Data:
 
 
 def features(images: np.ndarray) -> np.ndarray:
-    """uint8 images (n, ...) -> (n, D) float32 in [0, 1], rounded as float64 `x / 255` then cast."""
-    return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
+    """uint8 images -> float32 in [0, 1], rounded as float64 `x / 255` then cast, keeping the sample
+    shape: grayscale (n, H, W) gains a channel axis, (n, H, W, 1); (n, H, W, C) and (n, D) stay."""
+    x = images[..., None] if images.ndim == 3 else images
+    return (x / 255.0).astype(np.float32)
 
 
 def make_pool(x: np.ndarray, y: np.ndarray, size: int | None = None) -> Pool:
-    """A device pool from features (n, D) and labels (n,), zero-padded to ``size`` rows."""
+    """A device pool from inputs (n, *sample_shape) and labels (n,), zero-padded to ``size`` rows."""
     n = len(x)
     size = n if size is None else size
     if size < n:
@@ -234,7 +237,7 @@ def make_pool(x: np.ndarray, y: np.ndarray, size: int | None = None) -> Pool:
         raise DataError("pool features contain NaN or infinite values; clean the input features")
     pad = size - n
     return Pool(
-        x=jnp.asarray(np.pad(x, ((0, pad), (0, 0)))),
+        x=jnp.asarray(np.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))),
         y=jnp.asarray(np.pad(y.astype(np.int32), (0, pad))),
         valid=jnp.asarray(np.arange(size) < n),
     )

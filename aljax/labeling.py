@@ -50,12 +50,12 @@ import numpy as np
 
 from aljax.atomic import atomic_write, write_csv, write_json, write_npy, write_npz
 from aljax.data import Split, features as pixel_features
-from aljax.loop import Config, Hyper
+from aljax.loop import Config, Hyper, components
 from aljax.models import MODELS
 from aljax.optim import OPTIMIZERS
 from aljax.stopping import cohen_kappa
-from aljax.strategies import STRATEGIES, Context, kmeans_representatives, resolve, select
-from aljax.train import fit, mean_weights
+from aljax.strategies import STRATEGIES, kmeans_representatives, make_context, select
+from aljax.fit import mean_weights
 
 CONFIG, ITEMS, FEATURES, LABELS, FIT, BATCHES = (
     "config.json", "items.csv", "features.npy", "labels.csv", "fit.npz", "batches")
@@ -112,8 +112,9 @@ class Settings:
 
     def config(self, strategy: str = "least_confidence", query_size: int = 1) -> Config:
         """The loop's static config for this project's model (fits ignore strategy and query_size)."""
-        return Config(strategy=strategy, query_size=query_size, n_initial=1, rounds=0, model=self.model,
-                      n_classes=len(self.classes), init_scale=self.init_scale, optimizer=self.optimizer)
+        return Config(strategy=strategy, query_size=query_size, n_initial=1, rounds=0,
+                      model=f"{self.model}(init_scale={self.init_scale})", n_classes=len(self.classes),
+                      optimizer=self.optimizer)
 
     def hyper(self) -> Hyper:
         return Hyper(learning_rate=jnp.float32(self.learning_rate), patience=jnp.int32(self.patience),
@@ -233,7 +234,7 @@ def load_images(folder: Path, size: tuple[int, int] | None = None) -> tuple[list
                 raise LabelingError(f"{path}: not a readable image ({err}); remove it from the folder") from None
     images = np.stack(pixels)
     return ([p.relative_to(folder).as_posix() for p in files], [str(p.resolve()) for p in files],
-            pixel_features(images), images.shape[1:])
+            pixel_features(images).reshape(len(images), -1), images.shape[1:])
 
 
 def load_array(path: Path) -> tuple[list[str], list[str], np.ndarray, tuple | None]:
@@ -255,7 +256,7 @@ def load_array(path: Path) -> tuple[list[str], list[str], np.ndarray, tuple | No
         arr = loaded
     if arr.ndim < 2 or len(arr) == 0 or not np.issubdtype(arr.dtype, np.number):
         raise LabelingError(f"{path}: need a numeric array of shape (N, D) or (N, H, W[, C]), got {arr.dtype} {arr.shape}")
-    x = pixel_features(arr) if arr.dtype == np.uint8 else arr.reshape(len(arr), -1).astype(np.float32)
+    x = pixel_features(arr).reshape(len(arr), -1) if arr.dtype == np.uint8 else arr.reshape(len(arr), -1).astype(np.float32)
     if not np.isfinite(x).all():
         raise LabelingError(f"{path}: features contain NaN or infinite values; clean them first")
     shape = tuple(arr.shape[1:]) if arr.ndim >= 3 else None
@@ -393,22 +394,21 @@ class CsvOracle:
 @functools.partial(jax.jit, static_argnums=0)
 def _fit(config: Config, hyper: Hyper, params, opt_state, x, order, targets, n_train, eval_split: Split):
     """Fit on the first ``n_train`` rows of the buffer ``order`` (N,) and predict the pool."""
-    model = config.build_model(x.shape[1])
+    parts = components(config)
     train_w = mean_weights(jnp.arange(order.shape[0]) < n_train)
-    result = fit(model.apply, config.build_optimizer(hyper), params, opt_state, x[order], targets, train_w,
-                 eval_split, hyper.patience, hyper.max_steps)
-    probs = jax.nn.softmax(model.apply(result.params, x))
+    result = parts.fitter(parts.model, parts.optimizer(hyper.learning_rate), params, opt_state, jax.random.key(0),
+                          x[order], targets, train_w, eval_split, hyper)
+    probs = jax.nn.softmax(parts.model.apply(result.params, x))
     return result, jnp.argmax(probs, axis=-1).astype(jnp.int32), jnp.max(probs, axis=-1)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _select(config: Config, key, params, x, selectable, order, targets, n_train):
     """Pool rows (query_size,) chosen by ``config.strategy``: the loop's Context, scores and select."""
-    model = config.build_model(x.shape[1])
-    ctx = Context(apply=model.apply, params=params, x=x, logits=model.apply(params, x), selectable=selectable,
-                  train_x=x[order], train_y=targets, train_w=mean_weights(jnp.arange(order.shape[0]) < n_train),
-                  query_size=config.query_size)
-    return select(resolve(config.strategy)(key, ctx), selectable, config.query_size)
+    parts = components(config)
+    ctx = make_context(parts.model, params, x, parts.model.apply(params, x), selectable, order, targets, n_train,
+                       config.query_size)
+    return select(parts.strategy(key, ctx), selectable, config.query_size)
 
 
 COLD_START_ITERS = 50  # Lloyd steps of the cold start's k-means
@@ -433,8 +433,9 @@ class FitState:
 def _fresh(project: Project):
     """Initial params and optimiser state (the key is the project seed's)."""
     config = project.settings.config()
-    params = config.build_model(project.x.shape[1]).init(jax.random.key(project.settings.seed))
-    return params, config.build_optimizer(project.settings.hyper()).init(params)
+    parts = components(config)
+    params = parts.model.init(jax.random.key(project.settings.seed), project.x.shape[1:])
+    return params, parts.optimizer(project.settings.hyper().learning_rate).init(params)
 
 
 def load_fit(project: Project) -> FitState | None:

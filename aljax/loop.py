@@ -15,20 +15,28 @@ from the active-learning state, optimiser moments included), growing its label b
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from aljax.data import Data
-from aljax.models import MODELS, Model, Params
-from aljax.optim import OPTIMIZERS
+from aljax.fit import Fitter, Hyper, make_fitter, mean_weights, n_correct
+from aljax.models import Model, Params, flatten, make_model
+from aljax.optim import check_optimizer, make_optimizer
+from aljax.spec import unknown
 from aljax.stopping import cohen_kappa
-from aljax.strategies import Context, kmeans_representatives, resolve, select
-from aljax.train import fit, mean_weights, n_correct
+from aljax.strategies import Context, Strategy, kmeans_representatives, make_context, resolve, select
 
 INITIAL = ("first", "random", "kmeans")
 ORACLES = ("true", "model")
+
+
+def _setting(default, help: str):
+    """A Config field whose help text the command line reads (``aljax run --help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +47,9 @@ class Config:
     article's "label manually"; ``'random'``: a random subset; ``'kmeans'``: the row nearest each
     centroid of k-means with ``n_initial`` clusters, a cold start), then ``rounds`` rounds each label
     ``query_size`` rows chosen by ``strategy``. ``oracle='true'`` reveals pool labels;
-    ``'model'`` auto-labels with the model's argmax. ``capacity`` is the label buffer's length
-    (default: every label this config will ever take).
+    ``'model'`` auto-labels with the model's argmax. ``model``, ``fitter``, ``optimizer`` and
+    ``strategy`` are specs (:mod:`aljax.spec`), names with settings such as ``"mlp(hidden=256)"``.
+    ``capacity`` is the label buffer's length (default: every label this config will ever take).
 
     ``phases > 1`` splits the rounds into that many consecutive scans inside the same program and
     grows the buffer before each to the labels that phase will hold, so early fits multiply fewer
@@ -48,36 +57,33 @@ class Config:
     then sum over shorter buffers, which may change float rounding; ``phases=1`` is the reference.
     """
 
-    strategy: str = "least_confidence"
-    n_initial: int = 10
-    query_size: int = 10
-    rounds: int = 39
-    initial: str = "first"
-    oracle: str = "true"
-    model: str = "softmax_regression"
-    n_classes: int = 10
-    init_scale: float = 0.0
-    optimizer: str = "tf1_adam"
-    capacity: int | None = None
-    phases: int = 1
+    strategy: str = _setting("least_confidence", "query strategy, e.g. margin or subsample(margin,500) (`aljax list`)")
+    n_initial: int = _setting(10, "initial labels")
+    query_size: int = _setting(10, "labels per round")
+    rounds: int = _setting(39, "query rounds")
+    initial: str = _setting("first", f"initial labels: {' | '.join(INITIAL)} (pool order, a random set, "
+                                     "k-means representatives)")
+    oracle: str = _setting("true", "true (reveal labels) or model (auto-label with the argmax)")
+    model: str = _setting("softmax_regression", "model spec, e.g. mlp(hidden=256,dropout=0.5) (`aljax list`)")
+    fitter: str = _setting("patience", "fitter spec: patience (full batch) or minibatch(batch_size=64,...)")
+    optimizer: str = _setting("tf1_adam", "optimizer spec, e.g. adam or sgd(momentum=0.9); the learning rate "
+                                          "is a separate setting")
+    n_classes: int = _setting(10, "number of classes (default: from the dataset)")
+    capacity: int | None = _setting(None, "label buffer length (default: the budget)")
+    phases: int = _setting(1, "grow the label buffer in this many phases (faster early fits)")
 
     def __post_init__(self):
-        for name, value, valid in (
-            ("initial", self.initial, INITIAL),
-            ("oracle", self.oracle, ORACLES),
-            ("model", self.model, MODELS),
-            ("optimizer", self.optimizer, OPTIMIZERS),
-        ):
+        for name, value, valid in (("initial", self.initial, INITIAL), ("oracle", self.oracle, ORACLES)):
             if value not in valid:
-                raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
-        resolve(self.strategy)
-        for name in ("n_initial", "query_size"):
+                raise ValueError(unknown(name, value, valid))
+        for name in ("n_initial", "query_size", "n_classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
         if not 1 <= self.phases <= max(self.rounds, 1):
             raise ValueError(f"phases must be between 1 and the number of rounds ({self.rounds}), got {self.phases}")
+        components(self)  # builds (and caches) model, fitter, optimiser and strategy: one-line errors
 
     @property
     def budget(self) -> int:
@@ -92,12 +98,6 @@ class Config:
         """Round indices where phases start and end: [0, ..., rounds], split as evenly as possible."""
         return [round(i * self.rounds / self.phases) for i in range(self.phases + 1)]
 
-    def build_model(self, n_features: int) -> Model:
-        return MODELS[self.model](n_features, self.n_classes, init_scale=self.init_scale)
-
-    def build_optimizer(self, hyper: Hyper) -> optax.GradientTransformation:
-        return OPTIMIZERS[self.optimizer](hyper.learning_rate)
-
     def check_pool(self, n_valid: int) -> None:
         """Raise a one-line ValueError if the pool cannot supply this config's labels."""
         if self.budget > n_valid:
@@ -107,14 +107,26 @@ class Config:
             )
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Hyper:
-    """Traced hyper-parameters (sweepable with vmap): learning rate, patience, step bound of a fit."""
+class Components(NamedTuple):
+    """What a :class:`Config` builds, once: the model, the fitter, the optimiser as a function of the
+    (traced) learning rate, and the strategy."""
 
-    learning_rate: jax.Array = dataclasses.field(default_factory=lambda: jnp.float32(0.1))
-    patience: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(10))
-    max_steps: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(10_000))
+    model: Model
+    fitter: Fitter
+    optimizer: Callable[[jax.Array], optax.GradientTransformation]
+    strategy: Strategy
+
+
+@functools.cache
+def components(config: Config) -> Components:
+    """The model, fitter, optimiser and strategy that ``config`` names (cached per config)."""
+    check_optimizer(config.optimizer)  # now, not at trace time
+    return Components(
+        model=make_model(config.model, config.n_classes),
+        fitter=make_fitter(config.fitter),
+        optimizer=functools.partial(make_optimizer, config.optimizer),
+        strategy=resolve(config.strategy),
+    )
 
 
 @jax.tree_util.register_dataclass
@@ -123,7 +135,9 @@ class State:
     """The immutable experiment state (arrays only).
 
     labeled (N,) bool; order (L,) int32: pool indices in acquisition order (rows >= n_labeled are 0);
-    targets (L,) int32: the label each acquired row was given (true or auto); n_labeled () int32.
+    targets (L,) int32: the label each acquired row was given (true or auto); n_labeled () int32;
+    key: the strategies' key stream; fit_key: the fitters' (minibatches, dropout, re-initialisation),
+    a separate stream so that a stochastic fitter does not shift the strategies' draws.
     """
 
     params: Params
@@ -133,6 +147,7 @@ class State:
     targets: jax.Array
     n_labeled: jax.Array
     key: jax.Array
+    fit_key: jax.Array
 
 
 @jax.tree_util.register_dataclass
@@ -164,30 +179,22 @@ def grow(state: State, capacity: int) -> State:
     return dataclasses.replace(state, order=jnp.pad(state.order, widths), targets=jnp.pad(state.targets, widths))
 
 
-def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: State,
-               before: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
+def fit_round(parts: Components, data: Data, hyper: Hyper, state: State,
+              before: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
     """Fit on the labeled buffer (gathered through ``order``) and report the round's metrics.
 
     ``before`` (N, C): the pool logits under ``state.params`` (the fit's start). Returns the new
     state, the round's info and the pool logits (N, C) under the fitted params: the one pool pass
     of a round, reused by the next round's strategy.
     """
+    model = parts.model
     mask = jnp.arange(state.order.shape[0]) < state.n_labeled
-    result = fit(
-        model.apply,
-        config.build_optimizer(hyper),
-        state.params,
-        state.opt_state,
-        data.pool.x[state.order],
-        state.targets,
-        mean_weights(mask),
-        data.eval,
-        hyper.patience,
-        hyper.max_steps,
-    )
+    fit_key, k_fit = jax.random.split(state.fit_key)
+    result = parts.fitter(model, parts.optimizer(hyper.learning_rate), state.params, state.opt_state, k_fit,
+                          data.pool.x[state.order], state.targets, mean_weights(mask), data.eval, hyper)
     logits = model.apply(result.params, data.pool.x)
     confidence = jnp.max(jax.nn.softmax(logits), axis=-1)
-    state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
+    state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state, fit_key=fit_key)
     info = RoundInfo(
         n_labeled=state.n_labeled,
         eval_correct=result.correct,
@@ -196,12 +203,12 @@ def _fit_state(config: Config, model: Model, data: Data, hyper: Hyper, state: St
         wrong_labels=jnp.sum(mask & (state.targets != data.pool.y[state.order]), dtype=jnp.int32),
         min_confidence=jnp.min(jnp.where(data.pool.valid & ~state.labeled, confidence, 1.0)),
         agreement=cohen_kappa(jnp.argmax(before, axis=-1), jnp.argmax(logits, axis=-1), data.pool.valid,
-                              config.n_classes),
+                              logits.shape[-1]),
     )
     return state, info, logits
 
 
-def _acquire(state: State, idx: jax.Array, targets: jax.Array) -> State:
+def acquire(state: State, idx: jax.Array, targets: jax.Array) -> State:
     """Append pool rows ``idx`` (k,) with labels ``targets`` (k,) to the labeled buffer."""
     return dataclasses.replace(
         state,
@@ -212,29 +219,37 @@ def _acquire(state: State, idx: jax.Array, targets: jax.Array) -> State:
     )
 
 
+def context(parts: Components, data: Data, state: State, logits: jax.Array, query_size: int) -> Context:
+    """The strategy's view of ``state``: :func:`aljax.strategies.make_context` on the pool."""
+    return make_context(parts.model, state.params, data.pool.x, logits, data.pool.valid & ~state.labeled,
+                        state.order, state.targets, state.n_labeled, query_size)
+
+
 def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> State:
     """Initial params, optimiser state and the ``n_initial`` first labels (not yet fitted)."""
+    parts = components(config)
+    fit_key = jax.random.fold_in(key, 1)
     key, k_init, k_first = jax.random.split(key, 3)
     length = config.buffer if config.phases == 1 else config.n_initial  # phases grow it as they go
-    model = config.build_model(data.pool.x.shape[1])
-    params = model.init(k_init)
+    params = parts.model.init(k_init, data.pool.x.shape[1:])
     n_pool = data.pool.size
     if config.initial == "first":
         first = jnp.arange(config.n_initial)
     elif config.initial == "random":
         first = select(jax.random.uniform(k_first, (n_pool,)), data.pool.valid, config.n_initial)
     else:
-        first = kmeans_representatives(k_first, data.pool.x, data.pool.valid, config.n_initial)
+        first = kmeans_representatives(k_first, flatten(data.pool.x), data.pool.valid, config.n_initial)
     state = State(
         params=params,
-        opt_state=config.build_optimizer(hyper).init(params),
+        opt_state=parts.optimizer(hyper.learning_rate).init(params),
         labeled=jnp.zeros((n_pool,), bool),
         order=jnp.zeros((length,), jnp.int32),
         targets=jnp.zeros((length,), jnp.int32),
         n_labeled=jnp.int32(0),
         key=key,
+        fit_key=fit_key,
     )
-    return _acquire(state, first, data.pool.y[first])
+    return acquire(state, first, data.pool.y[first])
 
 
 def make_rounds(config: Config, on_round=None, start: int | None = None):
@@ -251,30 +266,18 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
     (``i`` rounds done): a progress hook. ``i`` does not depend on the seed, so under vmap it is
     called once per round, not once per seed.
     """
-    strategy = resolve(config.strategy)
+    parts = components(config)
 
     def al_round(data: Data, hyper: Hyper, state: State, logits: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
-        model = config.build_model(data.pool.x.shape[1])
         key, k_score = jax.random.split(state.key)
-        mask = jnp.arange(state.order.shape[0]) < state.n_labeled
-        ctx = Context(
-            apply=model.apply,
-            params=state.params,
-            x=data.pool.x,
-            logits=logits,
-            selectable=data.pool.valid & ~state.labeled,
-            train_x=data.pool.x[state.order],
-            train_y=state.targets,
-            train_w=mean_weights(mask),
-            query_size=config.query_size,
-        )
-        idx = select(strategy(k_score, ctx), ctx.selectable, config.query_size)
+        ctx = context(parts, data, state, logits, config.query_size)
+        idx = select(parts.strategy(k_score, ctx), ctx.selectable, config.query_size)
         if config.oracle == "true":
             targets = data.pool.y[idx]
         else:
             targets = jnp.argmax(logits[idx], axis=-1)
-        state = _acquire(dataclasses.replace(state, key=key), idx, targets)
-        return _fit_state(config, model, data, hyper, state, logits)
+        state = acquire(dataclasses.replace(state, key=key), idx, targets)
+        return fit_round(parts, data, hyper, state, logits)
 
     def step(data: Data, hyper: Hyper, carry: tuple[State, jax.Array], i: jax.Array):
         if on_round is not None:
@@ -284,7 +287,7 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
 
     def rounds(data: Data, hyper: Hyper, state: State, logits: jax.Array | None = None) -> tuple[State, RoundInfo]:
         if logits is None:
-            logits = config.build_model(data.pool.x.shape[1]).apply(state.params, data.pool.x)
+            logits = parts.model.apply(state.params, data.pool.x)
         held = state.order.shape[-1] if start is None else start
         edges, infos = config.phase_edges(), []
         for lo, hi in zip(edges[:-1], edges[1:]):
@@ -300,14 +303,15 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
 def make_run(config: Config, on_round=None):
     """``run(data, hyper, key) -> (state, info)``: the whole experiment, info stacked over rounds + 1.
 
-    ``on_round``: optional host progress hook, see :func:`make_rounds`.
+    The config is unpacked once (:func:`components`); ``on_round``: optional host progress hook, see
+    :func:`make_rounds`.
     """
+    parts = components(config)
     rounds = make_rounds(config, on_round, start=config.n_initial)
 
     def run(data: Data, hyper: Hyper, key: jax.Array) -> tuple[State, RoundInfo]:
-        model = config.build_model(data.pool.x.shape[1])
         state = init_state(config, data, hyper, key)
-        state, first, logits = _fit_state(config, model, data, hyper, state, model.apply(state.params, data.pool.x))
+        state, first, logits = fit_round(parts, data, hyper, state, parts.model.apply(state.params, data.pool.x))
         state, infos = rounds(data, hyper, state, logits)
         info = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, infos)
         return state, info

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aljax import spec as specs
+
 
 class TF1AdamState(NamedTuple):
     """m, v: pytrees like the params; b1_power, b2_power: float32 scalars β1^t, β2^t for the next step."""
@@ -58,5 +60,19 @@ def tf1_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "tf1_adam": tf1_adam,
     "adam": optax.adam,
+    "adamw": optax.adamw,
     "sgd": optax.sgd,
 }
+
+
+def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
+    """The optimiser a spec names (``"tf1_adam"``, ``"adamw(weight_decay=1e-4)"``, ``"sgd(momentum=0.9)"``)
+    at ``learning_rate`` (a traced scalar: the learning rate is a :class:`aljax.loop.Hyper`, so vmap
+    can sweep it); one-line :class:`aljax.spec.SpecError` for an unknown name or setting."""
+    return specs.build(OPTIMIZERS, name, "optimizer", learning_rate)
+
+
+def check_optimizer(name: str) -> None:
+    """Raise a one-line :class:`aljax.spec.SpecError` if ``name`` is not a valid optimiser spec
+    (without building it: building touches the JAX backend)."""
+    specs.check(OPTIMIZERS, name, "optimizer", 0.1)

@@ -41,7 +41,7 @@ def pad_pool(data: Data, multiple: int) -> Data:
     if pad == 0:
         return data
     pool = Pool(
-        x=jnp.pad(data.pool.x, ((0, pad), (0, 0))),
+        x=jnp.pad(data.pool.x, ((0, pad),) + ((0, 0),) * (data.pool.x.ndim - 1)),
         y=jnp.pad(data.pool.y, (0, pad)),
         valid=jnp.pad(data.pool.valid, (0, pad)),
     )
@@ -55,7 +55,7 @@ def shard_data(data: Data, mesh: Mesh) -> Data:
         raise ValueError(f"pool of {data.pool.size} rows does not split over {n_pool} devices; use pad_pool first")
     rows = NamedSharding(mesh, P("pool"))
     replicated = NamedSharding(mesh, P())
-    pool = Pool(x=put(data.pool.x, NamedSharding(mesh, P("pool", None))), y=put(data.pool.y, rows), valid=put(data.pool.valid, rows))
+    pool = Pool(x=put(data.pool.x, NamedSharding(mesh, P("pool"))), y=put(data.pool.y, rows), valid=put(data.pool.valid, rows))
     return Data(pool=pool, eval=put(data.eval, replicated), test=put(data.test, replicated))
 
 

@@ -21,22 +21,24 @@ import jax
 import jax.numpy as jnp
 
 from aljax import cluster, combinators, committee
-from aljax.models import Params
-from aljax.train import softmax_xent, weighted_loss
+from aljax.fit import mean_weights, softmax_xent, weighted_loss
+from aljax.models import Model, Params
 
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What a strategy may look at (built inside the traced round; never stored in the state).
+    """What a strategy may look at (built inside the traced round by :func:`make_context`; never stored
+    in the state).
 
-    apply: the model's apply function; params: its current (best) params;
-    x (N, D): pool features; logits (N, C): ``apply(params, x)``, computed once per round by the
-    caller (the loop reuses them for its metrics); selectable (N,) bool: valid and not yet labeled;
-    train_x (L, D), train_y (L,), train_w (L,): the weighted training buffer (w sums to 1; w > 0
-    marks the labeled rows); query_size: rows taken this round (static int).
+    model: the :class:`aljax.models.Model` (``ctx.apply`` and ``ctx.embed`` call it); params: its
+    current (best) params; x (N, *sample_shape): the pool; logits (N, C): ``apply(params, x)`` in eval
+    mode, computed once per round by the caller (the loop reuses them for its metrics); selectable
+    (N,) bool: valid and not yet labeled; train_x (L, *sample_shape), train_y (L,), train_w (L,): the
+    weighted training buffer (w sums to 1; w > 0 marks the labeled rows); query_size: rows taken this
+    round (static int).
     """
 
-    apply: Callable[[Params, jax.Array], jax.Array]
+    model: Model
     params: Params
     x: jax.Array
     logits: jax.Array
@@ -45,6 +47,23 @@ class Context:
     train_y: jax.Array
     train_w: jax.Array
     query_size: int
+
+    def apply(self, params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        """The model's logits (n, C) for x (n, *sample_shape); ``train=True`` with a ``key`` samples dropout."""
+        return self.model.apply(params, x, key=key, train=train)
+
+    def embed(self, x: jax.Array | None = None) -> jax.Array:
+        """The output layer's input (n, E) under the current params, for x (default: the pool)."""
+        return self.model.embed(self.params, self.x if x is None else x)
+
+
+def make_context(model: Model, params: Params, pool_x: jax.Array, logits: jax.Array, selectable: jax.Array,
+                 order: jax.Array, targets: jax.Array, n_labeled: jax.Array, query_size: int) -> Context:
+    """The one way a :class:`Context` is built (the loop, labeling, the bench): the training buffer is
+    the pool rows ``order`` (L,) labeled ``targets`` (L,), of which the first ``n_labeled`` are real."""
+    mask = jnp.arange(order.shape[0]) < n_labeled
+    return Context(model=model, params=params, x=pool_x, logits=logits, selectable=selectable,
+                   train_x=pool_x[order], train_y=targets, train_w=mean_weights(mask), query_size=query_size)
 
 
 Strategy = Callable[[jax.Array, Context], jax.Array]
@@ -122,9 +141,9 @@ COMMITTEE_SIZE = 5
 def _committee_logits(key: jax.Array, ctx: Context) -> jax.Array:
     """(N, M, C) pool logits of a bootstrap committee (:func:`aljax.committee.train_committee`)."""
     members = committee.train_committee(
-        key, ctx.apply, ctx.params, ctx.train_x, ctx.train_y, ctx.train_w, size=COMMITTEE_SIZE
+        key, ctx.model.apply, ctx.params, ctx.train_x, ctx.train_y, ctx.train_w, size=COMMITTEE_SIZE
     )
-    return jnp.swapaxes(jax.vmap(ctx.apply, in_axes=(0, None))(members, ctx.x), 0, 1)
+    return jnp.swapaxes(jax.vmap(ctx.model.apply, in_axes=(0, None))(members, ctx.x), 0, 1)
 
 
 def qbc_vote_entropy(key: jax.Array, ctx: Context) -> jax.Array:
@@ -149,16 +168,16 @@ def expected_gradient_length(key: jax.Array, ctx: Context) -> jax.Array:
     """Expected norm of the loss gradient if the row were labeled, over y ~ p(y|x).
 
     The cross-entropy gradient of an affine layer z = W·x + b for label y is (x, 1) ⊗ (p − e_y), so
-    its norm is ‖(x, 1)‖·‖p − e_y‖: exact for softmax regression (all of its params), in closed form
-    (160× faster than per-example ``vmap(grad)``). For deeper models it treats the pool features
-    as the last layer's input.
+    its norm is ‖(x, 1)‖·‖p − e_y‖ with x the model's embedding (the output layer's input): the
+    gradient of the output layer, exact for softmax regression (all of its params), in closed form
+    (160× faster than per-example ``vmap(grad)``).
     """
     del key
     p = jax.nn.softmax(ctx.logits)
     # ‖p − e_y‖ (N, C) for every y, from the differences themselves: the expanded Σp² − 2p_y + 1
     # cancels when p_y ≈ 1 (relative errors ~1e-4 in float32). XLA fuses it; no (N, C, C) buffer.
     residual = jnp.sqrt(jnp.sum(jnp.square(p[:, None, :] - jnp.eye(p.shape[-1], dtype=p.dtype)), axis=-1))
-    return _augmented_norm(ctx.x) * jnp.sum(p * residual, axis=-1)
+    return _augmented_norm(ctx.embed()) * jnp.sum(p * residual, axis=-1)
 
 
 # ----------------------------------------------------------------------------- expected error reduction
@@ -208,9 +227,10 @@ def expected_error_reduction(key: jax.Array, ctx: Context) -> jax.Array:
 
 def density_weighted(key: jax.Array, ctx: Context) -> jax.Array:
     """Information density (Settles & Craven 2008): entropy × mean cosine similarity to the unlabeled
-    pool (β = 1), so representative uncertain rows beat uncertain outliers."""
+    pool (β = 1) in the model's embedding, so representative uncertain rows beat uncertain outliers."""
     del key
-    unit = ctx.x / jnp.maximum(jnp.linalg.norm(ctx.x, axis=-1, keepdims=True), 1e-12)
+    e = ctx.embed()
+    unit = e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
     weights = ctx.selectable.astype(unit.dtype) / jnp.maximum(jnp.sum(ctx.selectable), 1)
     similarity = unit @ (weights @ unit)
     return jax.vmap(entropy)(ctx.logits) * similarity
@@ -218,27 +238,29 @@ def density_weighted(key: jax.Array, ctx: Context) -> jax.Array:
 
 def kcenter(key: jax.Array, ctx: Context) -> jax.Array:
     """Greedy k-center core-set (Sener & Savarese 2018): ``query_size`` times, take the unlabeled row
-    farthest (Euclidean, pool features) from the labeled rows and those already taken. Other rows rank
-    by their final distance to the centers."""
+    farthest (Euclidean, in the model's embedding) from the labeled rows and those already taken. Other
+    rows rank by their final distance to the centers."""
     del key
-    d2 = jnp.min(jnp.where(ctx.train_w[None, :] > 0, cluster.sq_distances(ctx.x, ctx.train_x), jnp.inf), axis=1)
+    e = ctx.embed()
+    d2 = jnp.min(jnp.where(ctx.train_w[None, :] > 0, cluster.sq_distances(e, ctx.embed(ctx.train_x)), jnp.inf), axis=1)
     d2 = jnp.where(jnp.isfinite(d2), d2, jnp.max(jnp.where(jnp.isfinite(d2), d2, 0.0)))  # no labels yet
 
     def take(d2, _):
         i = jnp.argmax(jnp.where(ctx.selectable, d2, -jnp.inf))
-        return jnp.minimum(d2, jnp.sum((ctx.x - ctx.x[i]) ** 2, axis=1)), i
+        return jnp.minimum(d2, jnp.sum((e - e[i]) ** 2, axis=1)), i
 
     d2, batch = jax.lax.scan(take, d2, length=ctx.query_size)
     return rank_batch(batch, d2)
 
 
 def gradient_embedding(ctx: Context) -> jax.Array:
-    """BADGE embeddings (N, (D+1)·C): (x, 1) ⊗ (p − e_ŷ) with ŷ the predicted class, the loss gradient
-    of an affine layer under the model's own label (exact for softmax regression)."""
+    """BADGE embeddings (N, (E+1)·C): (e, 1) ⊗ (p − e_ŷ) with e the model's embedding and ŷ the
+    predicted class: the loss gradient of the output layer under the model's own label."""
     logits = ctx.logits
     p = jax.nn.softmax(logits)
     residual = p - jax.nn.one_hot(jnp.argmax(logits, -1), p.shape[-1], dtype=p.dtype)
-    x1 = jnp.concatenate([ctx.x, jnp.ones((ctx.x.shape[0], 1), ctx.x.dtype)], axis=1)
+    e = ctx.embed()
+    x1 = jnp.concatenate([e, jnp.ones((e.shape[0], 1), e.dtype)], axis=1)
     return (x1[:, :, None] * residual[:, None, :]).reshape(x1.shape[0], -1)
 
 
@@ -270,10 +292,11 @@ def kmeans_representatives(key: jax.Array, x: jax.Array, selectable: jax.Array, 
 
 def kmeans(key: jax.Array, ctx: Context) -> jax.Array:
     """k-means representatives (Nguyen & Smeulders 2004; Zhdanov 2019's diversity step): cluster the
-    unlabeled rows into ``query_size`` clusters and take the row nearest each centroid. Other rows rank
-    by closeness to their nearest centroid."""
-    batch = kmeans_representatives(key, ctx.x, ctx.selectable, ctx.query_size)
-    rest = -jnp.min(cluster.sq_distances(ctx.x, ctx.x[batch]), axis=1)
+    unlabeled rows (in the model's embedding) into ``query_size`` clusters and take the row nearest each
+    centroid. Other rows rank by closeness to their nearest centroid."""
+    e = ctx.embed()
+    batch = kmeans_representatives(key, e, ctx.selectable, ctx.query_size)
+    rest = -jnp.min(cluster.sq_distances(e, e[batch]), axis=1)
     return rank_batch(batch, rest)
 
 

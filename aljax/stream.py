@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from aljax.data import Data
-from aljax.loop import Config, Hyper, State, _fit_state, init_state
+from aljax.loop import Config, Hyper, State, components, fit_round, init_state
 from aljax.strategies import PER_SAMPLE
 
 MANAGERS = ("threshold", "budget")
@@ -65,9 +65,9 @@ def make_stream(stream: StreamConfig):
 
     def run(data: Data, hyper: Hyper, key: jax.Array):
         k_order, k_state = jax.random.split(key)
-        model = config.build_model(data.pool.x.shape[1])
+        parts = components(config)
         state = init_state(config, data, hyper, k_state)
-        state, first, logits = _fit_state(config, model, data, hyper, state, model.apply(state.params, data.pool.x))
+        state, first, logits = fit_round(parts, data, hyper, state, parts.model.apply(state.params, data.pool.x))
         open_rows = data.pool.valid & ~state.labeled
         arrival = jnp.argsort(jnp.where(open_rows, jax.random.uniform(k_order, open_rows.shape), 2.0))
         n_arrivals = jnp.sum(open_rows)
@@ -107,7 +107,7 @@ def make_stream(stream: StreamConfig):
                 targets=jax.lax.dynamic_update_slice(state.targets, data.pool.y[picks], (state.n_labeled,)),
                 n_labeled=state.n_labeled + taken,
             )
-            state, info, logits = _fit_state(config, model, data, hyper, state, logits)
+            state, info, logits = fit_round(parts, data, hyper, state, logits)
             arr = dataclasses.replace(arr, position=end)
             return (state, logits, arr), (info, arr.seen)
 

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
 
 from aljax.data import Data, DataError, Pool, features, load_mnist, make_pool, make_split, seed_data  # noqa: E402
-from aljax.loop import Config, Hyper, make_rounds, make_run  # noqa: E402
-from aljax.strategies import STRATEGIES, Context, select  # noqa: E402
-from aljax.train import fit, mean_weights  # noqa: E402
+from aljax.loop import Config, Hyper, components, context, make_rounds, make_run  # noqa: E402
+from aljax.strategies import select  # noqa: E402
+from aljax.fit import make_fitter, mean_weights  # noqa: E402
 
 D, C = 784, 10
 AUTO = dict(strategy="most_confident", n_initial=1, query_size=10, oracle="model")
@@ -156,19 +156,18 @@ def fit_steps(data: Data, host: tuple, peak: float, bandwidth: float, quick: boo
     per step (one product for all S seeds).
     """
     x, y, ex, _ = host
-    config = Config()
-    model, steps = config.build_model(D), 50 if quick else 200
-    optimizer = config.build_optimizer(Hyper())
+    parts, steps = components(Config()), 50 if quick else 200
+    model, fit, optimizer = parts.model, parts.fitter, parts.optimizer(Hyper().learning_rate)
+    hyper = Hyper(patience=jnp.int32(2**30), max_steps=jnp.int32(steps))
     rng = np.random.default_rng(0)
     rows = []
     for s, n in ((1, 400), (4, 220)) if quick else ((1, 400), (1, 4000), (4, 220), (8, 220)):
         idx = np.stack([rng.permutation(len(x))[:n] for _ in range(s)])
-        params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), s))
+        params = jax.vmap(lambda k: model.init(k, x.shape[1:]))(jax.random.split(jax.random.key(0), s))
 
         def one(params, bx, by):
             w = mean_weights(jnp.ones(by.shape, bool))
-            return fit(model.apply, optimizer, params, optimizer.init(params), bx, by, w, data.eval,
-                       jnp.int32(2**30), jnp.int32(steps))
+            return fit(model, optimizer, params, optimizer.init(params), jax.random.key(0), bx, by, w, data.eval, hyper)
 
         args = params, x[idx], y[idx].astype(np.int32)
         if s == 1:
@@ -303,13 +302,12 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
     synthetic)."""
     init = Config(n_initial=100, rounds=0)
     one_round = jax.jit(make_rounds(Config(n_initial=100, rounds=1)))
-    strategy, apply = STRATEGIES["least_confidence"], init.build_model(D).apply
+    parts = components(init)
 
     @jax.jit
     def score_select(data, state):
-        ctx = Context(apply, state.params, data.pool.x, apply(state.params, data.pool.x),
-                      data.pool.valid & ~state.labeled, None, None, None, 10)
-        return select(strategy(state.key, ctx), ctx.selectable, 10)
+        ctx = context(parts, data, state, parts.model.apply(state.params, data.pool.x), 10)
+        return select(parts.strategy(state.key, ctx), ctx.selectable, 10)
 
     rows = []
     for n in sizes:

@@ -30,8 +30,9 @@ import numpy as np
 from aljax.atomic import write_figure, write_text
 from aljax.cluster import kmeans
 from aljax.data import DEFAULT_DATA_DIR, Data, DataError, Raw, dev_data, load_mnist, seed_data
-from aljax.loop import Config, Hyper, RoundInfo, State, make_rounds, make_run
+from aljax.loop import Config, Hyper, RoundInfo, State, components, make_rounds, make_run
 from aljax.metrics import mean_ci
+from aljax.models import flatten
 from aljax.plots import plot_curves
 from aljax.store import environment
 
@@ -210,7 +211,7 @@ def cluster_figure(data: Data, path: Path) -> dict:
     """The 10 k-means centroids of the pool as 28x28 images side by side; purity against true labels."""
     import matplotlib.pyplot as plt
 
-    x, y = data.pool.x[data.pool.valid], np.asarray(data.pool.y[data.pool.valid])
+    x, y = flatten(data.pool.x[data.pool.valid]), np.asarray(data.pool.y[data.pool.valid])
     centers, assign = kmeans(jax.random.key(0), x, 10)
     counts = np.zeros((10, 10), int)
     np.add.at(counts, (np.asarray(assign), y), 1)
@@ -231,7 +232,7 @@ def cluster_figure(data: Data, path: Path) -> dict:
 
 def confidence(data: Data, state: State, config: Config) -> np.ndarray:
     """Sorted (ascending) max softmax of the unlabeled valid pool rows under ``state.params``."""
-    p = jax.nn.softmax(config.build_model(data.pool.x.shape[1]).apply(state.params, data.pool.x))
+    p = jax.nn.softmax(components(config).model.apply(state.params, data.pool.x))
     keep = np.asarray(data.pool.valid & ~state.labeled)
     return np.sort(np.asarray(jnp.max(p, axis=-1))[keep])
 

@@ -60,8 +60,8 @@ def test_corrupt_gzip(tmp_path):
 
 def test_features_and_padding():
     x = features(np.array([[[0, 255], [51, 102]]], np.uint8))
-    assert x.dtype == np.float32 and x.shape == (1, 4)
-    np.testing.assert_array_equal(x, np.float32([[0, 1, 0.2, 0.4]]))
+    assert x.dtype == np.float32 and x.shape == (1, 2, 2, 1)  # the sample shape is kept
+    np.testing.assert_array_equal(x.reshape(1, -1), np.float32([[0, 1, 0.2, 0.4]]))
     pool = make_pool(np.ones((3, 2), np.float32), np.array([0, 1, 2]), size=5)
     assert pool.x.shape == (5, 2) and pool.valid.tolist() == [True, True, True, False, False]
     with pytest.raises(DataError, match="NaN"):
@@ -72,9 +72,9 @@ def test_features_and_padding():
 def test_mnist_splits(mnist):
     assert mnist.train_x.shape == (60000, 28, 28) and mnist.test_x.shape == (10000, 28, 28)
     seed = seed_data(mnist)
-    assert seed.pool.x.shape == (4000, 784) and seed.eval.x.shape == (400, 784) and seed.test is seed.eval
+    assert seed.pool.x.shape == (4000, 28, 28, 1) and seed.eval.x.shape == (400, 28, 28, 1) and seed.test is seed.eval
     dev = dev_data(mnist, pool_size=4000, dev_size=1000)
-    assert dev.eval.x.shape == (1000, 784) and dev.test.x.shape == (10000, 784)
+    assert dev.eval.x.shape == (1000, 28, 28, 1) and dev.test.x.shape == (10000, 28, 28, 1)
     np.testing.assert_array_equal(np.asarray(dev.eval.y), mnist.train_y[-1000:])
 
 
@@ -100,7 +100,7 @@ def test_tfds_source_under_mock_data(name, shape):
     assert raw.train_x.shape == (7, *shape) and raw.train_x.dtype == np.uint8 and raw.test_x.shape == (7, *shape)
     assert raw.train_y.dtype == np.int32 and 0 <= raw.train_y.min() and raw.train_y.max() < 10
     data = dev_data(raw, pool_size=4, dev_size=2)
-    assert data.pool.x.shape == (4, 784) and data.eval.x.shape == (2, 784)
+    assert data.pool.x.shape == (4, 28, 28, 1) and data.eval.x.shape == (2, 28, 28, 1)
 
 
 def test_tfds_unavailable_dataset_is_a_one_line_error():

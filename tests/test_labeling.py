@@ -309,17 +309,16 @@ def test_expert_session_on_an_image_folder(tmp_path):
 
 def test_batch_aware_strategies_get_the_batch_size(blobs):
     """Labeling proposes what the shared strategy picks for the whole batch (k-center: farthest-first)."""
-    from aljax.strategies import Context, kcenter, select
-    from aljax.train import mean_weights
+    from aljax.loop import components
+    from aljax.strategies import kcenter, make_context, select
 
     x = jnp.asarray(blobs[0])
     order, targets = jnp.arange(6), jnp.asarray(blobs[1][:6], jnp.int32)
     selectable = jnp.arange(len(x)) >= 6
     config = Config(strategy="kcenter", n_initial=1, query_size=5, rounds=0, n_classes=C)
-    params = config.build_model(x.shape[1]).init(jax.random.key(0))
+    model = components(config).model
+    params = model.init(jax.random.key(0), x.shape[1:])
     rows = labeling._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
-    apply = config.build_model(x.shape[1]).apply
-    ctx = Context(apply, params, x, apply(params, x), selectable, x[order], targets,
-                  mean_weights(jnp.ones(6, bool)), query_size=5)
+    ctx = make_context(model, params, x, model.apply(params, x), selectable, order, targets, 6, 5)
     np.testing.assert_array_equal(rows, select(kcenter(None, ctx), selectable, 5))
     assert len(set(np.asarray(rows).tolist())) == 5

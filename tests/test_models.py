@@ -1,24 +1,148 @@
+"""Models: the init/apply/embed contract for every registered model, specs, and the adapters."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from aljax.loop import Config, Hyper, make_run
-from aljax.models import MODELS
+from aljax.models import MODELS, from_functions, make_model
+from aljax.spec import SpecError
+
+SAMPLE = (2, 3, 1)  # a tiny image: models flatten what they need
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_model_logits_shape_and_weights_output_major(name):
-    model = MODELS[name](6, 3, init_scale=1.0)
-    params = model.init(jax.random.key(0))
-    assert model.apply(params, jnp.ones((5, 6))).shape == (5, 3)
+def test_model_contract_and_weights_output_major(name):
+    model = make_model(f"{name}(init_scale=1.0)", 3)
+    params = model.init(jax.random.key(0), SAMPLE)
+    x = jnp.ones((5, *SAMPLE))
+    assert model.apply(params, x).shape == (5, 3)
+    assert model.embed(params, x).ndim == 2 and model.embed(params, x).shape[0] == 5
     matrices = [leaf for leaf in jax.tree.leaves(params) if leaf.ndim == 2]
     assert matrices[0].shape[1] == 6 and matrices[-1].shape[0] == 3  # (out, in), like torch.nn.Linear
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+def test_embedding_is_the_output_layers_input(name):
+    """logits = embed · W_outᵀ + b_out: the embedding is exactly what the output layer reads."""
+    model = make_model(f"{name}(init_scale=1.0)", 3)
+    params = model.init(jax.random.key(1), SAMPLE)
+    x = jax.random.normal(jax.random.key(2), (4, *SAMPLE))
+    w_out, b_out = (params["W"], params["b"]) if "W" in params else (params["W2"], params["b2"])
+    np.testing.assert_allclose(model.embed(params, x) @ w_out.T + b_out, model.apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_runs_in_the_loop_and_learns(tiny, name):
-    config = Config(model=name, init_scale=0.5, n_initial=6, query_size=6, rounds=3, initial="random")
+    config = Config(model=f"{name}(init_scale=0.5)", n_initial=6, query_size=6, rounds=3, initial="random")
     _, info = jax.jit(make_run(config))(tiny, Hyper(learning_rate=jnp.float32(0.05)), jax.random.key(0))
     accuracy = np.asarray(info.test_accuracy)
     assert accuracy[-1] > 0.6 and accuracy[-1] >= accuracy[0]  # 3 blobs: chance is 1/3
+
+
+def test_mlp_dropout_is_train_mode_only_and_keyed():
+    model = make_model("mlp(hidden=64,dropout=0.5)", 3)
+    params = model.init(jax.random.key(0), SAMPLE)
+    x = jax.random.normal(jax.random.key(1), (8, *SAMPLE))
+    eval_logits = model.apply(params, x)
+    np.testing.assert_array_equal(eval_logits, model.apply(params, x, key=jax.random.key(5)))
+    a = model.apply(params, x, key=jax.random.key(5), train=True)
+    b = model.apply(params, x, key=jax.random.key(6), train=True)
+    assert not np.allclose(a, eval_logits) and not np.allclose(a, b)
+    np.testing.assert_array_equal(a, model.apply(params, x, key=jax.random.key(5), train=True))
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        model.apply(params, x, train=True)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("mpl", "did you mean 'mlp'"),
+    ("mlp(width=3)", "has no setting 'width'"),
+    ("mlp(hidden=", "malformed"),
+])
+def test_bad_model_specs_are_one_line_errors(spec, message):
+    with pytest.raises(SpecError, match=message) as err:
+        Config(model=spec)
+    assert "\n" not in str(err.value)
+
+
+def test_plain_function_pair_adapter():
+    model = from_functions(lambda key, shape: {"w": jnp.ones((3, 6))}, lambda p, x: x.reshape(len(x), -1) @ p["w"].T)
+    params = model.init(jax.random.key(0), SAMPLE)
+    x = jnp.ones((2, *SAMPLE))
+    assert model.apply(params, x, key=jax.random.key(0), train=True).shape == (2, 3)
+    assert model.embed(params, x).shape == (2, 6)
+
+
+# ----------------------------------------------------------------------------- a flax network, out of tree
+
+import flax.linen as nn  # noqa: E402
+
+from aljax.data import Data, make_pool, make_split  # noqa: E402
+from aljax.models import from_flax  # noqa: E402
+
+
+class SmallCNN(nn.Module):
+    """A user's network: conv → pool → dense → dropout → dense, as a flax.linen Module."""
+
+    n_classes: int
+    dropout: float = 0.5
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.max_pool(nn.relu(nn.Conv(4, (3, 3))(x)), (2, 2), (2, 2))
+        x = nn.relu(nn.Dense(16)(x.reshape(x.shape[0], -1)))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.n_classes)(x)
+
+
+def small_cnn(n_classes: int, *, dropout: float = 0.5):
+    """The factory a spec names from outside aljax: ``"test_models:small_cnn(dropout=0.3)"``."""
+    return from_flax(SmallCNN(n_classes, dropout))
+
+
+def image_blobs(n: int = 48, c: int = 3, side: int = 6, seed: int = 0) -> Data:
+    """Images (n, side, side, 1) whose class sets one bright quadrant-ish band, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, 2 * n)
+    x = rng.normal(0, 0.3, (2 * n, side, side, 1)).astype(np.float32)
+    for k in range(c):
+        x[y == k, 2 * k : 2 * k + 2, :, 0] += 2.0
+    split = make_split(x[n:], y[n:])
+    return Data(pool=make_pool(x[:n], y[:n]), eval=split, test=split)
+
+
+def test_flax_adapter_embeds_the_output_layers_input():
+    model = small_cnn(3)
+    params = model.init(jax.random.key(0), (6, 6, 1))
+    x = jax.random.normal(jax.random.key(1), (5, 6, 6, 1))
+    e = model.embed(params, x)
+    assert e.shape == (5, 16)
+    out = params["Dense_1"]
+    np.testing.assert_allclose(e @ out["kernel"] + out["bias"], model.apply(params, x), rtol=1e-5, atol=1e-5)
+    a = model.apply(params, x, key=jax.random.key(2), train=True)
+    assert not np.allclose(a, model.apply(params, x))  # dropout only in train mode
+
+
+def test_flax_cnn_with_dropout_runs_in_the_loop_vmapped_in_one_compilation():
+    data = image_blobs()
+    config = Config(model="test_models:small_cnn(dropout=0.3)", strategy="kcenter", optimizer="adam",
+                    fitter="minibatch(batch_size=8,epoch_points=32,max_epochs=6)",
+                    n_initial=6, query_size=4, rounds=3, initial="random", n_classes=3)
+    traces = []
+    inner = jax.vmap(make_run(config), in_axes=(None, None, 0))
+
+    def counted(data, hyper, keys):
+        traces.append(1)
+        return inner(data, hyper, keys)
+
+    run = jax.jit(counted)
+    hyper = Hyper(learning_rate=jnp.float32(0.01), patience=jnp.int32(3))
+    for seed in (0, 1):
+        state, info = run(data, hyper, jax.random.split(jax.random.key(seed), 3))
+    assert len(traces) == 1 and run._cache_size() == 1
+    assert state.n_labeled.tolist() == [18, 18, 18]
+    orders = np.asarray(state.order)
+    assert len({tuple(o) for o in orders}) == 3  # seeds differ
+    assert (np.asarray(info.steps) % 4 == 0).all() and (np.asarray(info.steps) > 0).all()  # whole epochs of 4 steps
+    assert np.asarray(info.test_accuracy)[:, -1].mean() > 0.6  # 3 classes: chance is 1/3

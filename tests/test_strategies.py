@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aljax import committee
-from aljax.models import softmax_regression
+from aljax.models import from_functions, softmax_regression
 from aljax.strategies import (
     STRATEGIES,
     Context,
@@ -23,10 +23,10 @@ from aljax.strategies import (
     resolve,
     select,
 )
-from aljax.train import mean_weights, softmax_xent
+from aljax.fit import mean_weights, softmax_xent
 
 N, D, C, L, Q = 48, 6, 4, 12, 3
-MODEL = softmax_regression(D, C)
+MODEL = softmax_regression(C)
 # Every registry entry, plus each combinator once.
 NAMES = [*STRATEGIES, "subsample(least_confidence,20)", "epsilon(margin,0.5)", "alternate(kcenter,entropy)",
          "softmax_sampling(entropy,3)", "power_sampling(entropy,2)"]
@@ -42,7 +42,7 @@ def make_ctx(params, x, selectable, query_size=Q) -> Context:
     rows = jnp.arange(L)
     mask = rows < L // 2
     return Context(
-        apply=MODEL.apply,
+        model=MODEL,
         params=params,
         x=x,
         logits=MODEL.apply(params, x),
@@ -191,7 +191,7 @@ def line_ctx(points, labeled, query_size):
     x = jnp.array(points, jnp.float32)[:, None]
     sel = ~jnp.isin(jnp.arange(len(points)), jnp.array(labeled))
     return Context(
-        apply=lambda p, x: jnp.zeros((x.shape[0], 2)), params={}, x=x, logits=jnp.zeros((x.shape[0], 2)),
+        model=from_functions(lambda k, s: {}, lambda p, x: jnp.zeros((x.shape[0], 2))), params={}, x=x, logits=jnp.zeros((x.shape[0], 2)),
         selectable=sel,
         train_x=x[jnp.array(labeled)], train_y=jnp.zeros(len(labeled), jnp.int32),
         train_w=mean_weights(jnp.ones(len(labeled), bool)), query_size=query_size,
@@ -214,7 +214,7 @@ def test_kmeans_takes_one_row_per_blob():
 def test_density_weighting_demotes_an_outlier():
     x = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [0.0, 1.0]])  # row 3 points elsewhere
     params = {"W": jnp.zeros((C, 2)), "b": jnp.zeros(C)}
-    ctx = Context(MODEL.apply, params, x, MODEL.apply(params, x), jnp.ones(4, bool),
+    ctx = Context(MODEL, params, x, MODEL.apply(params, x), jnp.ones(4, bool),
                   x[:1], jnp.zeros(1, jnp.int32), jnp.ones(1), 1)
     scores = STRATEGIES["density_weighted"](None, ctx)
     assert int(jnp.argmin(scores)) == 3

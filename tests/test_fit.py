@@ -5,7 +5,7 @@ import optax
 
 from aljax.models import softmax_regression
 from aljax.optim import tf1_adam
-from aljax.train import fit, mean_weights, n_correct, softmax_xent, weighted_loss
+from aljax.fit import Hyper, make_fitter, mean_weights, n_correct, softmax_xent, weighted_loss
 
 
 def test_xent_matches_log_softmax_and_its_gradient():
@@ -41,12 +41,14 @@ def replay(model, opt, params, x, y, w, split, patience, max_steps=1000):
 
 
 def test_fit_returns_best_weights_and_stops_after_patience(tiny):
-    model = softmax_regression(tiny.pool.x.shape[1], 3)
+    model = softmax_regression(3)
     opt = tf1_adam(0.1)
-    params = model.init(jax.random.key(0))
+    params = model.init(jax.random.key(0), tiny.pool.x.shape[1:])
     x, y = tiny.pool.x[:20], tiny.pool.y[:20]
     w = mean_weights(jnp.ones(20, bool))
-    result = jax.jit(lambda p, s: fit(model.apply, opt, p, s, x, y, w, tiny.eval, jnp.int32(3), jnp.int32(1000)))(
+    fit = make_fitter("patience")
+    hyper = Hyper(patience=jnp.int32(3), max_steps=jnp.int32(1000))
+    result = jax.jit(lambda p, s: fit(model, opt, p, s, jax.random.key(1), x, y, w, tiny.eval, hyper))(
         params, opt.init(params)
     )
     best, best_c, steps = replay(model, opt, params, x, y, w, tiny.eval, 3)
@@ -56,10 +58,11 @@ def test_fit_returns_best_weights_and_stops_after_patience(tiny):
 
 
 def test_fit_is_bounded_by_max_steps(tiny):
-    model = softmax_regression(tiny.pool.x.shape[1], 3)
+    model = softmax_regression(3)
     opt = tf1_adam(0.1)
-    params = model.init(jax.random.key(0))
+    params = model.init(jax.random.key(0), tiny.pool.x.shape[1:])
     w = mean_weights(jnp.ones(20, bool))
-    result = fit(model.apply, opt, params, opt.init(params), tiny.pool.x[:20], tiny.pool.y[:20], w, tiny.eval,
-                 jnp.int32(1_000_000), jnp.int32(7))
+    hyper = Hyper(patience=jnp.int32(1_000_000), max_steps=jnp.int32(7))
+    result = make_fitter("patience")(model, opt, params, opt.init(params), jax.random.key(1), tiny.pool.x[:20],
+                                     tiny.pool.y[:20], w, tiny.eval, hyper)
     assert int(result.steps) == 7

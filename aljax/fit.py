@@ -1,0 +1,195 @@
+"""Fitters: how a round trains the model on its labeled buffer, named by a spec in ``Config.fitter``.
+
+A fitter is ``fit(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper) -> FitResult``
+over a fixed-size training buffer x (L, *sample_shape), y (L,), w (L,) (padding rows have w = 0). Every
+fitter is one bounded ``lax.while_loop`` with static shapes, so it jits and vmaps over seeds, and
+early-stops on ``eval_split`` with patience, returning the BEST params and the optimiser state after the
+last step (the article neither restores nor resets it: it carries over to the next round).
+
+* ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit;
+* ``minibatch(batch_size=..,epoch_points=..,max_epochs=..,reinit=..,weight_decay=..)``: shuffled
+  minibatches in train mode (dropout on), an evaluation per epoch of a fixed number of sampled points,
+  optional re-initialisation every round (Gal et al. 2017; Kirsch et al. 2019) and L2 weight decay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aljax import spec as specs
+from aljax.data import Split
+from aljax.models import Model, Params
+
+
+@jax.custom_vjp
+def softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example cross-entropy (n,) of logits (n, C) against int labels (n,).
+
+    Forward and backward follow ``tf.nn.sparse_softmax_cross_entropy_with_logits``: the gradient
+    is ``exp(z − max z) / Σ exp(z − max z) − onehot``, scaled by the incoming per-example cotangent.
+    """
+    return _xent_fwd(logits, labels)[0]
+
+
+def _xent_fwd(logits, labels):
+    z = logits - jnp.max(logits, axis=-1, keepdims=True)
+    e = jnp.exp(z)
+    s = jnp.sum(e, axis=-1, keepdims=True)
+    loss = jnp.log(s[:, 0]) - jnp.take_along_axis(z, labels[:, None], axis=-1)[:, 0]
+    backprop = e / s - jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return loss, backprop
+
+
+def _xent_bwd(backprop, g):
+    return g[:, None] * backprop, None
+
+
+softmax_xent.defvjp(_xent_fwd, _xent_bwd)
+
+
+def mean_weights(mask: jax.Array) -> jax.Array:
+    """Per-row weights (L,) of a masked mean: ``mask · float32(1/n)``, TF's ``reduce_mean`` gradient."""
+    n = jnp.sum(mask).astype(jnp.float32)
+    return jnp.where(mask, jnp.float32(1) / jnp.maximum(n, 1), jnp.float32(0))
+
+
+def weighted_loss(apply: Callable, params: Params, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+    """Σ_i w_i · xent(apply(params, x)_i, y_i) for x (L, *sample_shape), y (L,), w (L,), in eval mode."""
+    return jnp.sum(softmax_xent(apply(params, x), y) * w)
+
+
+def n_correct(apply: Callable, params: Params, split: Split) -> jax.Array:
+    """Number (int32) of rows of ``split`` whose argmax logit equals the label."""
+    return jnp.sum(jnp.argmax(apply(params, split.x), axis=-1) == split.y, dtype=jnp.int32)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """Traced hyper-parameters (sweepable with vmap): the learning rate; patience, the evaluations in a
+    row without a strict improvement that stop a fit; max_steps, the optimiser steps that bound one fit."""
+
+    learning_rate: jax.Array = dataclasses.field(default_factory=lambda: jnp.float32(0.1))
+    patience: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(10))
+    max_steps: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(10_000))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """Best params, optimiser state after the last step, best eval correct count, optimiser steps taken."""
+
+    params: Params
+    opt_state: optax.OptState
+    correct: jax.Array
+    steps: jax.Array
+
+
+Fitter = Callable[..., FitResult]
+
+
+def _early_stopped(train_epoch: Callable, model: Model, params: Params, opt_state, key: jax.Array,
+                   eval_split: Split, hyper: Hyper, max_epochs: int | None = None) -> FitResult:
+    """Repeat ``train_epoch(params, opt_state, key) -> (params, opt_state, steps)``, evaluating after
+    each, until ``hyper.patience`` evaluations in a row fail to strictly improve eval accuracy (or
+    ``hyper.max_steps`` steps, or ``max_epochs`` epochs); return the best params."""
+
+    def cond(carry):
+        *_, trials, steps, epochs, _ = carry
+        more = (trials > 0) & (steps < hyper.max_steps)
+        return more if max_epochs is None else more & (epochs < max_epochs)
+
+    def body(carry):
+        params, opt_state, best, best_correct, trials, steps, epochs, key = carry
+        key, k_epoch = jax.random.split(key)
+        params, opt_state, taken = train_epoch(params, opt_state, k_epoch)
+        correct = n_correct(model.apply, params, eval_split)
+        better = correct > best_correct
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, best)
+        best_correct = jnp.where(better, correct, best_correct)
+        trials = jnp.where(better, hyper.patience, trials - 1)
+        return params, opt_state, best, best_correct, trials, steps + taken, epochs + 1, key
+
+    start = (params, opt_state, params, n_correct(model.apply, params, eval_split),
+             jnp.asarray(hyper.patience, jnp.int32), jnp.int32(0), jnp.int32(0), key)
+    _, opt_state, best, best_correct, _, steps, _, _ = jax.lax.while_loop(cond, body, start)
+    return FitResult(best, opt_state, best_correct, steps)
+
+
+def patience() -> Fitter:
+    """The article's fit: one full-batch optimiser step on the weighted buffer per evaluation, until
+    ``hyper.patience`` steps in a row fail to strictly improve eval accuracy. Eval mode throughout
+    (no dropout); ``key`` is unused."""
+
+    def fit(model: Model, optimizer: optax.GradientTransformation, params: Params, opt_state: optax.OptState,
+            key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper) -> FitResult:
+        grad_fn = jax.grad(lambda p: weighted_loss(model.apply, p, x, y, w))
+
+        def train_epoch(params, opt_state, key):
+            del key
+            updates, opt_state = optimizer.update(grad_fn(params), opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, jnp.int32(1)
+
+        return _early_stopped(train_epoch, model, params, opt_state, key, eval_split, hyper)
+
+    return fit
+
+
+def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int = 100, reinit: bool = False,
+              weight_decay: float = 0.0) -> Fitter:
+    """Minibatch epochs: each epoch takes ⌈epoch_points / batch_size⌉ steps on minibatches of
+    ``batch_size`` labeled rows (w > 0), drawn by cycling through a fresh shuffle of them, in train mode
+    (dropout on) with mean cross-entropy + ``weight_decay``/2·‖θ‖²; then one evaluation. Patience
+    (``hyper.patience``) counts epochs, at most ``max_epochs``. ``reinit``: start every fit from fresh
+    params (``model.init``) and optimiser state, as Gal et al. 2017 and BatchBALD do."""
+    steps_per_epoch = -(-epoch_points // batch_size)
+
+    def fit(model: Model, optimizer: optax.GradientTransformation, params: Params, opt_state: optax.OptState,
+            key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper) -> FitResult:
+        k_init, key = jax.random.split(key)
+        if reinit:
+            params = model.init(k_init, x.shape[1:])
+            opt_state = optimizer.init(params)
+        labeled = w > 0
+        n = jnp.maximum(jnp.sum(labeled), 1)
+
+        def loss(params, xb, yb, key):
+            value = jnp.mean(softmax_xent(model.apply(params, xb, key=key, train=True), yb))
+            if weight_decay:
+                value += 0.5 * weight_decay * sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
+            return value
+
+        def train_epoch(params, opt_state, key):
+            k_shuffle, k_steps = jax.random.split(key)
+            shuffled = jnp.argsort(jnp.where(labeled, jax.random.uniform(k_shuffle, labeled.shape), 2.0))
+
+            def step(carry, inputs):
+                params, opt_state = carry
+                s, k = inputs
+                rows = shuffled[(s * batch_size + jnp.arange(batch_size)) % n]
+                updates, opt_state = optimizer.update(jax.grad(loss)(params, x[rows], y[rows], k), opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), None
+
+            steps = (jnp.arange(steps_per_epoch), jax.random.split(k_steps, steps_per_epoch))
+            (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), steps)
+            return params, opt_state, jnp.int32(steps_per_epoch)
+
+        return _early_stopped(train_epoch, model, params, opt_state, key, eval_split, hyper, max_epochs)
+
+    return fit
+
+
+FITTERS: dict[str, Callable[..., Fitter]] = {"patience": patience, "minibatch": minibatch}
+
+
+@functools.cache
+def make_fitter(name: str) -> Fitter:
+    """The fitter a spec names, e.g. ``"patience"`` or ``"minibatch(batch_size=64,reinit=true)"``;
+    one-line :class:`aljax.spec.SpecError` for an unknown name or setting."""
+    return specs.build(FITTERS, name, "fitter")
