@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aljax import label_cli, labeling
+from aljax import labeling
+from aljax.atomic import write_csv
+from aljax.labeling import cli as label_cli, report, session
 from aljax.data import Data, make_pool, make_split
 from aljax.loop import Config, Hyper, make_run
 
@@ -85,14 +87,12 @@ def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, c
     batch = labeling.batch_path(labeling.load_project(root))
 
     # Ctrl-C after the fit is saved, before the proposal is written.
-    real_write_csv = labeling.write_csv
-
     def interrupted(path, *a, **k):
         if Path(path).parent.name == labeling.BATCHES:
             raise KeyboardInterrupt
-        return real_write_csv(path, *a, **k)
+        return write_csv(path, *a, **k)
 
-    monkeypatch.setattr(labeling, "write_csv", interrupted)
+    monkeypatch.setattr(report, "write_csv", interrupted)
     assert label_cli.main(["next", "--project", str(root), "--n", "5"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert (root / labeling.FIT).exists() and not batch.exists()
@@ -109,7 +109,7 @@ def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, c
 
     # The expert fills the batch; a crash in the middle of saving leaves the old labels file whole.
     rows = read_rows(batch)
-    labeling.write_csv(batch, labeling.PROPOSAL_COLUMNS,
+    write_csv(batch, labeling.PROPOSAL_COLUMNS,
                        [(r["id"], r["path"], r["predicted"], r["confidence"], y[int(r["id"])]) for r in rows])
     real_replace = os.replace
 
@@ -136,7 +136,7 @@ def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, c
     # A filled proposal is never overwritten before its labels are added.
     project = labeling.load_project(root)
     pending = labeling.batch_path(project)
-    labeling.write_csv(pending, labeling.PROPOSAL_COLUMNS, [(project.ids[50], "", "", "", y[50])])
+    write_csv(pending, labeling.PROPOSAL_COLUMNS, [(project.ids[50], "", "", "", y[50])])
     assert label_cli.main(["next", "--project", str(root)]) == 2
     assert "not added yet" in capsys.readouterr().err
     assert len(read_rows(pending)) == 1
@@ -207,11 +207,16 @@ def test_cold_start_picks_distinct_unlabeled_rows(blobs):
 
 
 def test_stopping_criteria_by_hand():
-    entry = dict(min_confidence=0.95, agreement=0.98)
-    c = labeling.stopping_criteria(entry, spent=30, budget=30, confidence=0.9, kappa=0.99)
-    assert c["max_confidence"].met and not c["stable_predictions"].met and c["budget"].met
-    c = labeling.stopping_criteria(None, spent=3, budget=None)
-    assert not any(v.met for v in c.values())
+    """The fits' history goes through aljax.stopping.stop_rounds: the first fit where a criterion holds."""
+    fits = (dict(min_confidence=0.5, agreement=None), dict(min_confidence=0.95, agreement=0.98),
+            dict(min_confidence=0.85, agreement=0.995))
+    c = labeling.stopping_criteria(fits, spent=30, budget=30, confidence=0.9, kappa=0.99)
+    assert (c["max_confidence"].met, c["max_confidence"].at, c["max_confidence"].value) == (True, 2, 0.85)
+    assert (c["stable_predictions"].met, c["stable_predictions"].at) == (True, 3)
+    assert c["budget"].met and not labeling.stopping_criteria(fits, spent=29, budget=30)["budget"].met
+    assert not labeling.stopping_criteria(fits, 30, None, kappa=0.99, window=2)["stable_predictions"].met
+    c = labeling.stopping_criteria((), spent=3, budget=None)
+    assert not any(v.met for v in c.values()) and c["max_confidence"].value is None
 
 
 def test_csv_oracle_reads_the_filled_cells(tmp_path):
@@ -263,7 +268,7 @@ def test_expert_session_on_an_image_folder(tmp_path):
         assert list(rows[0]) == list(labeling.PROPOSAL_COLUMNS)
         assert all(r["label"] == "" and r["predicted"] in truth.values() for r in rows)
         assert all(Path(r["path"]).exists() for r in rows)
-        labeling.write_csv(batch, labeling.PROPOSAL_COLUMNS, [
+        write_csv(batch, labeling.PROPOSAL_COLUMNS, [
             (r["id"], r["path"], r["predicted"], r["confidence"], "" if k < leave_empty else truth[r["id"]])
             for k, r in enumerate(rows)])
 
@@ -294,7 +299,7 @@ def test_expert_session_on_an_image_folder(tmp_path):
     r = cli("status", "--project", "proj", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "labels spent: 24 of a budget of 30 (20 train, 4 holdout)" in r.stdout
-    assert "labels added since" in r.stdout and "estimated accuracy on the holdout" in r.stdout
+    assert "labels changed since" in r.stdout and "estimated accuracy on the holdout" in r.stdout
     assert "agreement (Cohen's kappa) of the last two fits' predictions" in r.stdout
 
     out = tmp_path / "labeled.npz"
@@ -317,7 +322,7 @@ def test_batch_aware_strategies_get_the_batch_size(blobs):
     selectable = jnp.arange(len(x)) >= 6
     config = Config(strategy="kcenter", n_initial=1, query_size=5, rounds=0, n_classes=C)
     params = config.build_model(x.shape[1]).init(jax.random.key(0))
-    rows = labeling._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
+    rows = session._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
     apply = config.build_model(x.shape[1]).apply
     ctx = Context(apply, params, x, apply(params, x), selectable, x[order], targets,
                   mean_weights(jnp.ones(6, bool)), query_size=5)
