@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import os
 import subprocess
 import sys
@@ -328,3 +329,196 @@ def test_batch_aware_strategies_get_the_batch_size(blobs):
                   mean_weights(jnp.ones(6, bool)), query_size=5)
     np.testing.assert_array_equal(rows, select(kcenter(None, ctx), selectable, 5))
     assert len(set(np.asarray(rows).tolist())) == 5
+
+
+# ----------------------------------------------------------------------------- the package's layout, old projects
+
+FIXTURE = Path(__file__).parent / "fixtures" / "label_project_v0"
+
+
+def test_package_has_no_import_cycles_and_one_engine_module():
+    """Each module imports on its own in a fresh interpreter (a cycle would fail one of them), and
+    only session.py imports the engine (models, fitting, strategies, the loop's Config)."""
+    code = "; ".join(f"import aljax.labeling.{m}" for m in ("project", "inputs", "session", "report", "cli"))
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    engine = ("aljax.loop", "aljax.models", "aljax.train", "aljax.strategies", "aljax.optim")
+    for path in (REPO / "aljax" / "labeling").glob("*.py"):
+        uses = [e for e in engine if f"from {e} import" in path.read_text() or f"import {e}" in path.read_text()]
+        assert not uses or path.name == "session.py", (path.name, uses)
+
+
+def test_a_project_written_by_the_previous_version_loads_and_continues(tmp_path, capsys):
+    """tests/fixtures/label_project_v0 was written by the single-module aljax/labeling.py (commit
+    08a2913): init from a 16x4 .npy with 4 train + 2 holdout labels, then one `next --n 3`."""
+    import shutil
+
+    root = Path(shutil.copytree(FIXTURE, tmp_path / "p"))
+    project = labeling.load_project(root)
+    assert (len(project.ids), len(project.train), len(project.holdout), project.history) == (16, 4, 2, ())
+    fit_bytes = (root / labeling.FIT).read_bytes()
+    old_batch = read_rows(root / labeling.BATCHES / "batch_00006.csv")
+    assert label_cli.main(["next", "--project", str(root), "--n", "3"]) == 0
+    assert (root / labeling.FIT).read_bytes() == fit_bytes  # its fit is current: reused, not refitted
+    assert read_rows(root / labeling.BATCHES / "batch_00006.csv") == old_batch  # the same proposal
+    assert label_cli.main(["status", "--project", str(root)]) == 0
+    assert "labels spent: 6 of a budget of 12 (4 train, 2 holdout)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- fixing a label
+
+
+def test_fix_is_recorded_and_used_by_the_next_fit(tmp_path, blobs, capsys):
+    x, y = blobs
+    root = make_project(tmp_path, x[:N], y[:N], seed_rows=range(6), holdout_rows=range(6, 9))
+    first = labeling.current_fit(labeling.load_project(root))
+    labels_csv = (root / labeling.LABELS).read_bytes()
+    wrong = str((y[2] + 1) % C)
+    assert label_cli.main(["fix", "--project", str(root), "2", wrong]) == 0
+    assert f"fixed 2: {y[2]} -> {wrong}" in capsys.readouterr().out
+    assert label_cli.main(["fix", "--project", str(root), "2", wrong]) == 0  # again: nothing to do
+    assert "nothing changed" in capsys.readouterr().out
+    project = labeling.load_project(root)
+    (event,) = project.history
+    assert (event["event"], event["id"], event["old"], event["new"]) == ("fix", "2", str(y[2]), wrong) and event["time"]
+    assert (root / labeling.LABELS).read_bytes() == labels_csv  # one file written: history.json
+    assert [l.label for l in project.labels if l.id == "2"] == [wrong]
+    # The next fit trains on the fixed label: the same as a project seeded with it from the start.
+    y_fixed = y.copy()
+    y_fixed[2] = int(wrong)
+    (tmp_path / "ref").mkdir()
+    reference = labeling.current_fit(labeling.load_project(make_project(tmp_path / "ref", x[:N], y_fixed,
+                                                                        range(6), range(6, 9))))
+    refit = labeling.current_fit(project)
+    assert len(refit.history) == 2 and refit.digest != first.digest
+    assert refit.history[-1]["n_train"] == 6 and reference.digest == refit.digest
+    # A later `add` keeps the fix (labels.csv is rewritten with it).
+    labeling.add_labels(root, [labeling.Label("50", str(y[50]))])
+    assert [l.label for l in labeling.load_project(root).labels if l.id == "2"] == [wrong]
+
+
+# ----------------------------------------------------------------------------- images that went missing
+
+
+def write_digits(folder: Path, n: int = 30, seed: int = 0) -> dict[str, str]:
+    """n 8x8 grayscale PNGs of three classes (a bright row, column or diagonal); id -> class."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for i in range(n):
+        c = i % 3
+        img = rng.integers(0, 60, (8, 8)).astype(np.uint8)
+        if c == 0:
+            img[3] = 255
+        elif c == 1:
+            img[:, 3] = 255
+        else:
+            img[np.arange(8), np.arange(8)] = 255
+        Image.fromarray(img).save(folder / f"im{i:02d}.png")
+        truth[f"im{i:02d}.png"] = "abc"[c]
+    return truth
+
+
+def folder_hash(root: Path) -> str:
+    """Every file's and folder's relative path and bytes (hidden ones too)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(p.relative_to(root).as_posix().encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def image_project(tmp: Path, name: str = "p") -> tuple[Path, dict[str, str]]:
+    truth = write_digits(tmp / "img")
+    (tmp / "seed.csv").write_text("id,label\n" + "".join(f"im{i:02d}.png,{truth[f'im{i:02d}.png']}\n" for i in range(3)))
+    labeling.init_project(tmp / name, tmp / "img", ["a", "b", "c"], seed_labels=tmp / "seed.csv")
+    return tmp / name, truth
+
+
+def test_missing_image_stops_next_until_relinked_or_dropped(tmp_path, capsys):
+    root, _ = image_project(tmp_path)
+    (tmp_path / "img" / "im07.png").unlink()
+    before = folder_hash(root)
+    for _ in range(2):  # the same one line on every rerun, and nothing left behind
+        assert label_cli.main(["next", "--project", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "im07.png" in err and "relink" in err and "--drop-missing" in err
+        assert folder_hash(root) == before and not (root / labeling.BATCHES).exists()
+
+    # The folder moved (with the file back in it): relink, and next works.
+    write_digits(tmp_path / "moved")
+    assert label_cli.main(["relink", "--project", str(root), "--data", str(tmp_path / "moved")]) == 0
+    assert "relinked 30 images" in capsys.readouterr().out
+    project = labeling.load_project(root)
+    assert all(p.startswith(str(tmp_path / "moved")) for p in project.paths)
+    assert label_cli.main(["next", "--project", str(root), "--n", "4"]) == 0
+
+    # One is gone for good: --drop-missing drops it (recorded) and never proposes it.
+    (tmp_path / "moved" / "im07.png").unlink()
+    assert label_cli.main(["next", "--project", str(root), "--n", "30", "--drop-missing"]) == 0
+    assert "dropped 1 items whose image files are missing" in capsys.readouterr().out
+    project = labeling.load_project(root)
+    assert project.dropped == {"im07.png"} and project.history[-1]["count"] == 1
+    proposed = [r["id"] for r in read_rows(labeling.batch_path(project))]
+    assert len(proposed) == 26 and "im07.png" not in proposed
+    assert label_cli.main(["next", "--project", str(root), "--n", "3"]) == 0  # no longer blocks
+
+
+# ----------------------------------------------------------------------------- failed writes
+
+
+def test_contact_sheet_shows_item_ids(tmp_path):
+    root, _ = image_project(tmp_path)
+    project = labeling.load_project(root)
+    proposal = labeling.Proposal(np.array([5, 6]), None, None)
+    sheet = labeling.contact_sheet(project, proposal)
+    draw_calls = []
+    from PIL import ImageDraw
+
+    real = ImageDraw.ImageDraw.text
+    ImageDraw.ImageDraw.text = lambda self, xy, text, *a, **k: (draw_calls.append(text), real(self, xy, text, *a, **k))
+    try:
+        labeling.contact_sheet(project, proposal)
+    finally:
+        ImageDraw.ImageDraw.text = real
+    assert sheet.size == (5 * 120, 120 + 26) and draw_calls == ["#1 im05.png", "#2 im06.png"]
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_failed_writes_are_one_line_and_change_nothing(tmp_path, blobs, capsys, monkeypatch, code):
+    """A read-only or full file system, simulated: tests run as root, which chmod does not stop.
+    EROFS fails when the temp file is created, ENOSPC in the middle of writing it."""
+    import aljax.atomic
+
+    root, truth = image_project(tmp_path)
+    assert label_cli.main(["next", "--project", str(root), "--n", "3"]) == 0  # a fit and a batch to protect
+    batch = labeling.batch_path(labeling.load_project(root))
+    rows = read_rows(batch)
+    write_csv(tmp_path / "filled.csv", ("id", "label"), [(r["id"], truth[r["id"]]) for r in rows])
+    write_digits(tmp_path / "moved")
+    capsys.readouterr()
+    if code == errno.EROFS:
+        def fail(*a, **k):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(aljax.atomic.tempfile, "mkstemp", fail)
+    else:
+        def fail(fd):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(aljax.atomic.os, "fsync", fail)
+    hint = {errno.EROFS: "read-only", errno.ENOSPC: "disk is full"}[code]
+    p = str(root)
+    for argv in (["init", "--data", str(tmp_path / "img"), "--classes", "a,b", "--project", str(tmp_path / "new")],
+                 ["next", "--project", p, "--n", "5", "--strategy", "entropy"],
+                 ["add", "--project", p, str(tmp_path / "filled.csv")],
+                 ["fix", "--project", p, "im00.png", "b"],
+                 ["relink", "--project", p, "--data", str(tmp_path / "moved")],
+                 ["export", "--project", p, "--out", str(tmp_path / "out.npz")]):
+        before = folder_hash(tmp_path)
+        assert label_cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "could not write" in err and hint in err, (argv, err)
+        assert folder_hash(tmp_path) == before, argv
