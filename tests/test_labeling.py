@@ -522,3 +522,68 @@ def test_failed_writes_are_one_line_and_change_nothing(tmp_path, blobs, capsys, 
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "could not write" in err and hint in err, (argv, err)
         assert folder_hash(tmp_path) == before, argv
+
+
+# ----------------------------------------------------------------------------- bad input, every subcommand, as the user runs it
+
+# (argv, what the one line on stderr says). {img}: an image project with labels, a fit and one image
+# deleted; {arr}: a project made from a .npy array; {broken}: a project with a damaged config.json.
+BAD_INPUTS = [
+    (["init", "--data", "{tmp}/none.npy", "--classes", "a,b", "--project", "{tmp}/new"], "none.npy: no such file"),
+    (["init", "--data", "{tmp}/img", "--classes", "a,b,c", "--project", "{img}"], "already holds a labeling project"),
+    (["init", "--data", "{tmp}/img", "--classes", "a,b", "--project", "{img}/config.json/new"], "could not write"),
+    (["next", "--project", "{img}"], "im07.png' is missing"),
+    (["next", "--project", "{img}", "--n", "0"], "--n must be at least 1"),
+    (["add", "--project", "{img}", "{tmp}/none.csv"], "none.csv: no such file"),
+    (["add", "--project", "{img}", "{tmp}/unknown_id.csv"], "unknown id 'im99.png'"),
+    (["status", "--project", "{broken}"], "unreadable JSON"),
+    (["status", "--project", "{img}", "--kappa", "2"], "--kappa must be in [0, 1]"),
+    (["export", "--project", "{img}", "--out", "{tmp}/labels.txt"], "must end in .csv or .npz"),
+    (["export", "--project", "{img}", "--out", "{tmp}/nodir/labels.csv"], "its folder does not exist"),
+    (["fix", "--project", "{img}", "im99.png", "a"], "unknown id 'im99.png'"),
+    (["fix", "--project", "{img}", "im00.png", "zebra"], "unknown class 'zebra'"),
+    (["fix", "--project", "{img}", "im20.png", "a"], "has no label yet"),
+    (["relink", "--project", "{img}", "--data", "{tmp}/nodir"], "no such folder"),
+    (["relink", "--project", "{img}", "--data", "{tmp}/some"], "lacks 24 of the images still to label"),
+    (["relink", "--project", "{arr}", "--data", "{tmp}/img"], "made from a feature array"),
+]
+
+
+def test_bad_inputs_of_every_subcommand_in_subprocesses(tmp_path):
+    """`python -m aljax label ...` on each bad input: exit 2, one line on stderr, no traceback, and
+    no file of any project (nor anything else in the folder) changed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    img, truth = image_project(tmp_path, "img_project")
+    labeling.label_round(img, labeling.SimulatedOracle(truth), n=3)  # a fit.npz to protect too
+    (tmp_path / "img" / "im07.png").unlink()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32))
+    arr = labeling.init_project(tmp_path / "arr", tmp_path / "x.npy", ["a", "b"]).root
+    broken = labeling.init_project(tmp_path / "broken", tmp_path / "x.npy", ["a", "b"]).root
+    (broken / labeling.CONFIG).write_text("{not json")
+    (tmp_path / "unknown_id.csv").write_text("id,label\nim99.png,a\n")
+    (tmp_path / "some").mkdir()
+    for i in range(3):
+        (tmp_path / "some" / f"im{i:02d}.png").write_bytes((tmp_path / "img" / f"im{i:02d}.png").read_bytes())
+    before = folder_hash(tmp_path)
+    names = dict(tmp=tmp_path, img=img, arr=arr, broken=broken)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda case: cli(*[a.format(**names) for a in case[0]], cwd=tmp_path), BAD_INPUTS))
+    for (argv, message), r in zip(BAD_INPUTS, results):
+        assert r.returncode == 2, (argv, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and message in r.stderr, (argv, r.stderr)
+        assert r.stderr.startswith(f"aljax label {argv[0]}: error: "), r.stderr
+    assert folder_hash(tmp_path) == before
+
+
+def test_help_has_examples_and_every_init_flag_is_explained():
+    parser = argparse.ArgumentParser(prog="aljax")
+    group = label_cli.register(parser.add_subparsers(dest="command"))
+    assert "examples" in group.format_help() or "a session:" in group.format_help()
+    subparsers = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {"init", "next", "add", "fix", "relink", "status", "export"}
+    for name, sub in subparsers.choices.items():
+        assert f"examples:\n  aljax label {name} " in sub.format_help(), name
+    init = subparsers.choices["init"]
+    assert all(a.help for a in init._actions), [a.dest for a in init._actions if not a.help]

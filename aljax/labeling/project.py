@@ -317,7 +317,7 @@ def relink(root: str | Path, data: str | Path, drop_missing: bool = False) -> tu
     moved = dataclasses.replace(project, paths=tuple(str(data / i) if p else p for i, p in zip(project.ids, project.paths)))
     missing = moved.missing_files()
     if missing and not drop_missing:
-        raise LabelingError(f"{data} lacks {len(missing)} of the project's images, e.g. {project.ids[missing[0]]}; "
+        raise LabelingError(f"{data} lacks {len(missing)} of the images still to label, e.g. {project.ids[missing[0]]}; "
                             f"give the folder that holds them (or add --drop-missing to drop those items)")
     events = [dict(event="relink", data=str(data))]
     if missing:
