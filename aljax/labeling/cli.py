@@ -39,7 +39,7 @@ def cmd_init(args) -> str:
 
 def cmd_next(args) -> str:
     project = store.load_project(args.project)
-    session.check_settings(project.settings, args.strategy, args.n)
+    session.check_settings(project.settings, args.strategy, args.n)  # before --drop-missing records anything
     project, dropped = store.require_files(project, args.drop_missing)
     proposal = session.propose(project, args.n, args.strategy)
     csv_path, png = report.write_proposal(project, proposal)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Protocol, Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
