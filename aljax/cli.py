@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aljax import atomic, label_cli, store
+from aljax import atomic, store
 from aljax.data import DATASET_FORMS, DATASETS, DEFAULT_DATA_DIR, PROTOCOLS, DataError, Raw, load_dataset
+from aljax.labeling import cli as label_cli
 from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo
 from aljax.store import StoreError
 from aljax.strategies import STRATEGIES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import os
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aljax import label_cli, labeling
+from aljax import labeling
+from aljax.atomic import write_csv
+from aljax.labeling import cli as label_cli, report, session
 from aljax.data import Data, make_pool, make_split
 from aljax.loop import Config, Hyper, make_run
 
@@ -85,14 +88,12 @@ def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, c
     batch = labeling.batch_path(labeling.load_project(root))
 
     # Ctrl-C after the fit is saved, before the proposal is written.
-    real_write_csv = labeling.write_csv
-
     def interrupted(path, *a, **k):
         if Path(path).parent.name == labeling.BATCHES:
             raise KeyboardInterrupt
-        return real_write_csv(path, *a, **k)
+        return write_csv(path, *a, **k)
 
-    monkeypatch.setattr(labeling, "write_csv", interrupted)
+    monkeypatch.setattr(report, "write_csv", interrupted)
     assert label_cli.main(["next", "--project", str(root), "--n", "5"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert (root / labeling.FIT).exists() and not batch.exists()
@@ -109,7 +110,7 @@ def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, c
 
     # The expert fills the batch; a crash in the middle of saving leaves the old labels file whole.
     rows = read_rows(batch)
-    labeling.write_csv(batch, labeling.PROPOSAL_COLUMNS,
+    write_csv(batch, labeling.PROPOSAL_COLUMNS,
                        [(r["id"], r["path"], r["predicted"], r["confidence"], y[int(r["id"])]) for r in rows])
     real_replace = os.replace
 
@@ -136,7 +137,7 @@ def test_rerun_next_and_crashes_keep_every_label(tmp_path, blobs, monkeypatch, c
     # A filled proposal is never overwritten before its labels are added.
     project = labeling.load_project(root)
     pending = labeling.batch_path(project)
-    labeling.write_csv(pending, labeling.PROPOSAL_COLUMNS, [(project.ids[50], "", "", "", y[50])])
+    write_csv(pending, labeling.PROPOSAL_COLUMNS, [(project.ids[50], "", "", "", y[50])])
     assert label_cli.main(["next", "--project", str(root)]) == 2
     assert "not added yet" in capsys.readouterr().err
     assert len(read_rows(pending)) == 1
@@ -207,11 +208,16 @@ def test_cold_start_picks_distinct_unlabeled_rows(blobs):
 
 
 def test_stopping_criteria_by_hand():
-    entry = dict(min_confidence=0.95, agreement=0.98)
-    c = labeling.stopping_criteria(entry, spent=30, budget=30, confidence=0.9, kappa=0.99)
-    assert c["max_confidence"].met and not c["stable_predictions"].met and c["budget"].met
-    c = labeling.stopping_criteria(None, spent=3, budget=None)
-    assert not any(v.met for v in c.values())
+    """The fits' history goes through aljax.stopping.stop_rounds: the first fit where a criterion holds."""
+    fits = (dict(min_confidence=0.5, agreement=None), dict(min_confidence=0.95, agreement=0.98),
+            dict(min_confidence=0.85, agreement=0.995))
+    c = labeling.stopping_criteria(fits, spent=30, budget=30, confidence=0.9, kappa=0.99)
+    assert (c["max_confidence"].met, c["max_confidence"].at, c["max_confidence"].value) == (True, 2, 0.85)
+    assert (c["stable_predictions"].met, c["stable_predictions"].at) == (True, 3)
+    assert c["budget"].met and not labeling.stopping_criteria(fits, spent=29, budget=30)["budget"].met
+    assert not labeling.stopping_criteria(fits, 30, None, kappa=0.99, window=2)["stable_predictions"].met
+    c = labeling.stopping_criteria((), spent=3, budget=None)
+    assert not any(v.met for v in c.values()) and c["max_confidence"].value is None
 
 
 def test_csv_oracle_reads_the_filled_cells(tmp_path):
@@ -263,7 +269,7 @@ def test_expert_session_on_an_image_folder(tmp_path):
         assert list(rows[0]) == list(labeling.PROPOSAL_COLUMNS)
         assert all(r["label"] == "" and r["predicted"] in truth.values() for r in rows)
         assert all(Path(r["path"]).exists() for r in rows)
-        labeling.write_csv(batch, labeling.PROPOSAL_COLUMNS, [
+        write_csv(batch, labeling.PROPOSAL_COLUMNS, [
             (r["id"], r["path"], r["predicted"], r["confidence"], "" if k < leave_empty else truth[r["id"]])
             for k, r in enumerate(rows)])
 
@@ -294,7 +300,7 @@ def test_expert_session_on_an_image_folder(tmp_path):
     r = cli("status", "--project", "proj", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "labels spent: 24 of a budget of 30 (20 train, 4 holdout)" in r.stdout
-    assert "labels added since" in r.stdout and "estimated accuracy on the holdout" in r.stdout
+    assert "labels changed since" in r.stdout and "estimated accuracy on the holdout" in r.stdout
     assert "agreement (Cohen's kappa) of the last two fits' predictions" in r.stdout
 
     out = tmp_path / "labeled.npz"
@@ -318,7 +324,265 @@ def test_batch_aware_strategies_get_the_batch_size(blobs):
     config = Config(strategy="kcenter", n_initial=1, query_size=5, rounds=0, n_classes=C)
     model = components(config).model
     params = model.init(jax.random.key(0), x.shape[1:])
-    rows = labeling._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
+    rows = session._select(config, jax.random.key(1), params, x, selectable, order, targets, 6)
     ctx = make_context(model, params, x, model.apply(params, x), selectable, order, targets, 6, 5)
     np.testing.assert_array_equal(rows, select(kcenter(None, ctx), selectable, 5))
     assert len(set(np.asarray(rows).tolist())) == 5
+
+
+# ----------------------------------------------------------------------------- the package's layout, old projects
+
+FIXTURE = Path(__file__).parent / "fixtures" / "label_project_v0"
+
+
+def test_package_has_no_import_cycles_and_one_engine_module():
+    """Each module imports on its own in a fresh interpreter (a cycle would fail one of them), and
+    only session.py imports the engine (models, fitting, strategies, the loop's Config)."""
+    code = "; ".join(f"import aljax.labeling.{m}" for m in ("project", "inputs", "session", "report", "cli"))
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    engine = ("aljax.loop", "aljax.models", "aljax.fit", "aljax.strategies", "aljax.optim")
+    for path in (REPO / "aljax" / "labeling").glob("*.py"):
+        uses = [e for e in engine if f"from {e} import" in path.read_text() or f"import {e}" in path.read_text()]
+        assert not uses or path.name == "session.py", (path.name, uses)
+
+
+def test_a_project_written_by_the_previous_version_loads_and_continues(tmp_path, capsys):
+    """tests/fixtures/label_project_v0 was written by the single-module aljax/labeling.py (commit
+    08a2913): init from a 16x4 .npy with 4 train + 2 holdout labels, then one `next --n 3`."""
+    import shutil
+
+    root = Path(shutil.copytree(FIXTURE, tmp_path / "p"))
+    project = labeling.load_project(root)
+    assert (len(project.ids), len(project.train), len(project.holdout), project.history) == (16, 4, 2, ())
+    fit_bytes = (root / labeling.FIT).read_bytes()
+    old_batch = read_rows(root / labeling.BATCHES / "batch_00006.csv")
+    assert label_cli.main(["next", "--project", str(root), "--n", "3"]) == 0
+    assert (root / labeling.FIT).read_bytes() == fit_bytes  # its fit is current: reused, not refitted
+    assert read_rows(root / labeling.BATCHES / "batch_00006.csv") == old_batch  # the same proposal
+    assert label_cli.main(["status", "--project", str(root)]) == 0
+    assert "labels spent: 6 of a budget of 12 (4 train, 2 holdout)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- fixing a label
+
+
+def test_fix_is_recorded_and_used_by_the_next_fit(tmp_path, blobs, capsys):
+    x, y = blobs
+    root = make_project(tmp_path, x[:N], y[:N], seed_rows=range(6), holdout_rows=range(6, 9))
+    first = labeling.current_fit(labeling.load_project(root))
+    labels_csv = (root / labeling.LABELS).read_bytes()
+    wrong = str((y[2] + 1) % C)
+    assert label_cli.main(["fix", "--project", str(root), "2", wrong]) == 0
+    assert f"fixed 2: {y[2]} -> {wrong}" in capsys.readouterr().out
+    assert label_cli.main(["fix", "--project", str(root), "2", wrong]) == 0  # again: nothing to do
+    assert "nothing changed" in capsys.readouterr().out
+    project = labeling.load_project(root)
+    (event,) = project.history
+    assert (event["event"], event["id"], event["old"], event["new"]) == ("fix", "2", str(y[2]), wrong) and event["time"]
+    assert (root / labeling.LABELS).read_bytes() == labels_csv  # one file written: history.json
+    assert [l.label for l in project.labels if l.id == "2"] == [wrong]
+    # The next fit trains on the fixed label: the same as a project seeded with it from the start.
+    y_fixed = y.copy()
+    y_fixed[2] = int(wrong)
+    (tmp_path / "ref").mkdir()
+    reference = labeling.current_fit(labeling.load_project(make_project(tmp_path / "ref", x[:N], y_fixed,
+                                                                        range(6), range(6, 9))))
+    refit = labeling.current_fit(project)
+    assert len(refit.history) == 2 and refit.digest != first.digest
+    assert refit.history[-1]["n_train"] == 6 and reference.digest == refit.digest
+    # A later `add` keeps the fix (labels.csv is rewritten with it).
+    labeling.add_labels(root, [labeling.Label("50", str(y[50]))])
+    assert [l.label for l in labeling.load_project(root).labels if l.id == "2"] == [wrong]
+
+
+# ----------------------------------------------------------------------------- images that went missing
+
+
+def write_digits(folder: Path, n: int = 30, seed: int = 0) -> dict[str, str]:
+    """n 8x8 grayscale PNGs of three classes (a bright row, column or diagonal); id -> class."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for i in range(n):
+        c = i % 3
+        img = rng.integers(0, 60, (8, 8)).astype(np.uint8)
+        if c == 0:
+            img[3] = 255
+        elif c == 1:
+            img[:, 3] = 255
+        else:
+            img[np.arange(8), np.arange(8)] = 255
+        Image.fromarray(img).save(folder / f"im{i:02d}.png")
+        truth[f"im{i:02d}.png"] = "abc"[c]
+    return truth
+
+
+def folder_hash(root: Path) -> str:
+    """Every file's and folder's relative path and bytes (hidden ones too)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(p.relative_to(root).as_posix().encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def image_project(tmp: Path, name: str = "p") -> tuple[Path, dict[str, str]]:
+    truth = write_digits(tmp / "img")
+    (tmp / "seed.csv").write_text("id,label\n" + "".join(f"im{i:02d}.png,{truth[f'im{i:02d}.png']}\n" for i in range(3)))
+    labeling.init_project(tmp / name, tmp / "img", ["a", "b", "c"], seed_labels=tmp / "seed.csv")
+    return tmp / name, truth
+
+
+def test_missing_image_stops_next_until_relinked_or_dropped(tmp_path, capsys):
+    root, _ = image_project(tmp_path)
+    (tmp_path / "img" / "im07.png").unlink()
+    before = folder_hash(root)
+    for _ in range(2):  # the same one line on every rerun, and nothing left behind
+        assert label_cli.main(["next", "--project", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "im07.png" in err and "relink" in err and "--drop-missing" in err
+        assert folder_hash(root) == before and not (root / labeling.BATCHES).exists()
+
+    # The folder moved (with the file back in it): relink, and next works.
+    write_digits(tmp_path / "moved")
+    assert label_cli.main(["relink", "--project", str(root), "--data", str(tmp_path / "moved")]) == 0
+    assert "relinked 30 images" in capsys.readouterr().out
+    project = labeling.load_project(root)
+    assert all(p.startswith(str(tmp_path / "moved")) for p in project.paths)
+    assert label_cli.main(["next", "--project", str(root), "--n", "4"]) == 0
+
+    # One is gone for good: --drop-missing drops it (recorded) and never proposes it.
+    (tmp_path / "moved" / "im07.png").unlink()
+    assert label_cli.main(["next", "--project", str(root), "--n", "30", "--drop-missing"]) == 0
+    assert "dropped 1 items whose image files are missing" in capsys.readouterr().out
+    project = labeling.load_project(root)
+    assert project.dropped == {"im07.png"} and project.history[-1]["count"] == 1
+    proposed = [r["id"] for r in read_rows(labeling.batch_path(project))]
+    assert len(proposed) == 26 and "im07.png" not in proposed
+    assert label_cli.main(["next", "--project", str(root), "--n", "3"]) == 0  # no longer blocks
+
+
+# ----------------------------------------------------------------------------- failed writes
+
+
+def test_contact_sheet_shows_item_ids(tmp_path):
+    root, _ = image_project(tmp_path)
+    project = labeling.load_project(root)
+    proposal = labeling.Proposal(np.array([5, 6]), None, None)
+    sheet = labeling.contact_sheet(project, proposal)
+    draw_calls = []
+    from PIL import ImageDraw
+
+    real = ImageDraw.ImageDraw.text
+    ImageDraw.ImageDraw.text = lambda self, xy, text, *a, **k: (draw_calls.append(text), real(self, xy, text, *a, **k))
+    try:
+        labeling.contact_sheet(project, proposal)
+    finally:
+        ImageDraw.ImageDraw.text = real
+    assert sheet.size == (5 * 120, 120 + 26) and draw_calls == ["#1 im05.png", "#2 im06.png"]
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_failed_writes_are_one_line_and_change_nothing(tmp_path, blobs, capsys, monkeypatch, code):
+    """A read-only or full file system, simulated: tests run as root, which chmod does not stop.
+    EROFS fails when the temp file is created, ENOSPC in the middle of writing it."""
+    import aljax.atomic
+
+    root, truth = image_project(tmp_path)
+    assert label_cli.main(["next", "--project", str(root), "--n", "3"]) == 0  # a fit and a batch to protect
+    batch = labeling.batch_path(labeling.load_project(root))
+    rows = read_rows(batch)
+    write_csv(tmp_path / "filled.csv", ("id", "label"), [(r["id"], truth[r["id"]]) for r in rows])
+    write_digits(tmp_path / "moved")
+    capsys.readouterr()
+    if code == errno.EROFS:
+        def fail(*a, **k):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(aljax.atomic.tempfile, "mkstemp", fail)
+    else:
+        def fail(fd):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(aljax.atomic.os, "fsync", fail)
+    hint = {errno.EROFS: "read-only", errno.ENOSPC: "disk is full"}[code]
+    p = str(root)
+    for argv in (["init", "--data", str(tmp_path / "img"), "--classes", "a,b", "--project", str(tmp_path / "new")],
+                 ["next", "--project", p, "--n", "5", "--strategy", "entropy"],
+                 ["add", "--project", p, str(tmp_path / "filled.csv")],
+                 ["fix", "--project", p, "im00.png", "b"],
+                 ["relink", "--project", p, "--data", str(tmp_path / "moved")],
+                 ["export", "--project", p, "--out", str(tmp_path / "out.npz")]):
+        before = folder_hash(tmp_path)
+        assert label_cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "could not write" in err and hint in err, (argv, err)
+        assert folder_hash(tmp_path) == before, argv
+
+
+# ----------------------------------------------------------------------------- bad input, every subcommand, as the user runs it
+
+# (argv, what the one line on stderr says). {img}: an image project with labels, a fit and one image
+# deleted; {arr}: a project made from a .npy array; {broken}: a project with a damaged config.json.
+BAD_INPUTS = [
+    (["init", "--data", "{tmp}/none.npy", "--classes", "a,b", "--project", "{tmp}/new"], "none.npy: no such file"),
+    (["init", "--data", "{tmp}/img", "--classes", "a,b,c", "--project", "{img}"], "already holds a labeling project"),
+    (["init", "--data", "{tmp}/img", "--classes", "a,b", "--project", "{img}/config.json/new"], "could not write"),
+    (["next", "--project", "{img}"], "im07.png' is missing"),
+    (["next", "--project", "{img}", "--n", "0"], "--n must be at least 1"),
+    (["add", "--project", "{img}", "{tmp}/none.csv"], "none.csv: no such file"),
+    (["add", "--project", "{img}", "{tmp}/unknown_id.csv"], "unknown id 'im99.png'"),
+    (["status", "--project", "{broken}"], "unreadable JSON"),
+    (["status", "--project", "{img}", "--kappa", "2"], "--kappa must be in [0, 1]"),
+    (["export", "--project", "{img}", "--out", "{tmp}/labels.txt"], "must end in .csv or .npz"),
+    (["export", "--project", "{img}", "--out", "{tmp}/nodir/labels.csv"], "its folder does not exist"),
+    (["fix", "--project", "{img}", "im99.png", "a"], "unknown id 'im99.png'"),
+    (["fix", "--project", "{img}", "im00.png", "zebra"], "unknown class 'zebra'"),
+    (["fix", "--project", "{img}", "im20.png", "a"], "has no label yet"),
+    (["relink", "--project", "{img}", "--data", "{tmp}/nodir"], "no such folder"),
+    (["relink", "--project", "{img}", "--data", "{tmp}/some"], "lacks 24 of the images still to label"),
+    (["relink", "--project", "{arr}", "--data", "{tmp}/img"], "made from a feature array"),
+]
+
+
+def test_bad_inputs_of_every_subcommand_in_subprocesses(tmp_path):
+    """`python -m aljax label ...` on each bad input: exit 2, one line on stderr, no traceback, and
+    no file of any project (nor anything else in the folder) changed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    img, truth = image_project(tmp_path, "img_project")
+    labeling.label_round(img, labeling.SimulatedOracle(truth), n=3)  # a fit.npz to protect too
+    (tmp_path / "img" / "im07.png").unlink()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32))
+    arr = labeling.init_project(tmp_path / "arr", tmp_path / "x.npy", ["a", "b"]).root
+    broken = labeling.init_project(tmp_path / "broken", tmp_path / "x.npy", ["a", "b"]).root
+    (broken / labeling.CONFIG).write_text("{not json")
+    (tmp_path / "unknown_id.csv").write_text("id,label\nim99.png,a\n")
+    (tmp_path / "some").mkdir()
+    for i in range(3):
+        (tmp_path / "some" / f"im{i:02d}.png").write_bytes((tmp_path / "img" / f"im{i:02d}.png").read_bytes())
+    before = folder_hash(tmp_path)
+    names = dict(tmp=tmp_path, img=img, arr=arr, broken=broken)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda case: cli(*[a.format(**names) for a in case[0]], cwd=tmp_path), BAD_INPUTS))
+    for (argv, message), r in zip(BAD_INPUTS, results):
+        assert r.returncode == 2, (argv, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and message in r.stderr, (argv, r.stderr)
+        assert r.stderr.startswith(f"aljax label {argv[0]}: error: "), r.stderr
+    assert folder_hash(tmp_path) == before
+
+
+def test_help_has_examples_and_every_init_flag_is_explained():
+    parser = argparse.ArgumentParser(prog="aljax")
+    group = label_cli.register(parser.add_subparsers(dest="command"))
+    assert "a session:\n  aljax label init " in group.format_help()
+    subparsers = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {"init", "next", "add", "fix", "relink", "status", "export"}
+    for name, sub in subparsers.choices.items():
+        assert f"examples:\n  aljax label {name} " in sub.format_help(), name
+    init = subparsers.choices["init"]
+    assert all(a.help for a in init._actions), [a.dest for a in init._actions if not a.help]
