@@ -1,0 +1,45 @@
+"""aljax: pool-based active learning in JAX, one compiled program per experiment, seeds a vmap axis.
+
+The names a user imports::
+
+    import jax, aljax
+    data = aljax.seed_data(aljax.load_dataset("mnist"))
+    config = aljax.Config(strategy="margin", model="mlp(hidden=256)", initial="random")
+    run = jax.jit(jax.vmap(aljax.make_run(config), in_axes=(None, None, 0)))
+    state, info = run(data, aljax.Hyper(), jax.random.split(jax.random.key(0), 8))
+
+Submodules load on first use (``aljax.Config`` imports :mod:`aljax.loop`), so ``import aljax`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "aljax.loop": ("Config", "Components", "State", "RoundInfo", "components", "make_run", "make_rounds",
+                   "init_state", "fit_round", "context", "acquire"),
+    "aljax.fit": ("Hyper", "FitResult", "FITTERS", "make_fitter"),
+    "aljax.models": ("Model", "MODELS", "make_model", "from_flax", "from_functions"),
+    "aljax.optim": ("OPTIMIZERS", "make_optimizer"),
+    "aljax.strategies": ("Context", "Strategy", "STRATEGIES", "PER_SAMPLE", "make_context", "resolve", "select",
+                         "rank_batch", "per_sample"),
+    "aljax.data": ("Data", "Pool", "Split", "Raw", "DataError", "load_dataset", "seed_data", "dev_data",
+                   "make_pool", "make_split"),
+    "aljax.spec": ("Spec", "SpecError"),
+    "aljax.stopping": ("stop_rounds", "stop_at"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'aljax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
