@@ -94,31 +94,34 @@ class FitResult:
 Fitter = Callable[..., FitResult]
 
 
-def _early_stopped(train_epoch: Callable, model: Model, params: Params, opt_state, key: jax.Array,
+def _early_stopped(train_epoch: Callable, model: Model, params: Params, opt_state, key: jax.Array | None,
                    eval_split: Split, hyper: Hyper, max_epochs: int | None = None) -> FitResult:
     """Repeat ``train_epoch(params, opt_state, key) -> (params, opt_state, steps)``, evaluating after
     each, until ``hyper.patience`` evaluations in a row fail to strictly improve eval accuracy (or
-    ``hyper.max_steps`` steps, or ``max_epochs`` epochs); return the best params."""
+    ``hyper.max_steps`` steps, or ``max_epochs`` epochs); return the best params. ``key=None``: the
+    epochs draw nothing (and the loop carries no key, so its body is just the training step)."""
 
     def cond(carry):
-        *_, trials, steps, epochs, _ = carry
+        trials, steps, epochs = carry[4:7]
         more = (trials > 0) & (steps < hyper.max_steps)
         return more if max_epochs is None else more & (epochs < max_epochs)
 
     def body(carry):
-        params, opt_state, best, best_correct, trials, steps, epochs, key = carry
-        key, k_epoch = jax.random.split(key)
-        params, opt_state, taken = train_epoch(params, opt_state, k_epoch)
+        params, opt_state, best, best_correct, trials, steps, epochs, *key = carry
+        if key:
+            key[0], k_epoch = jax.random.split(key[0])
+        params, opt_state, taken = train_epoch(params, opt_state, k_epoch if key else None)
         correct = n_correct(model.apply, params, eval_split)
         better = correct > best_correct
         best = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, best)
         best_correct = jnp.where(better, correct, best_correct)
         trials = jnp.where(better, hyper.patience, trials - 1)
-        return params, opt_state, best, best_correct, trials, steps + taken, epochs + 1, key
+        epochs = epochs if max_epochs is None else epochs + 1
+        return params, opt_state, best, best_correct, trials, steps + taken, epochs, *key
 
     start = (params, opt_state, params, n_correct(model.apply, params, eval_split),
-             jnp.asarray(hyper.patience, jnp.int32), jnp.int32(0), jnp.int32(0), key)
-    _, opt_state, best, best_correct, _, steps, _, _ = jax.lax.while_loop(cond, body, start)
+             jnp.asarray(hyper.patience, jnp.int32), jnp.int32(0), jnp.int32(0), *([] if key is None else [key]))
+    _, opt_state, best, best_correct, _, steps, *_ = jax.lax.while_loop(cond, body, start)
     return FitResult(best, opt_state, best_correct, steps)
 
 
@@ -136,7 +139,7 @@ def patience() -> Fitter:
             updates, opt_state = optimizer.update(grad_fn(params), opt_state, params)
             return optax.apply_updates(params, updates), opt_state, jnp.int32(1)
 
-        return _early_stopped(train_epoch, model, params, opt_state, key, eval_split, hyper)
+        return _early_stopped(train_epoch, model, params, opt_state, None, eval_split, hyper)
 
     return fit
 

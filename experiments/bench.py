@@ -319,7 +319,7 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
         state, _ = jax.jit(make_run(init))(data, Hyper(), jax.random.key(0))
         (_, info), round_s, round_comp, round_re, _ = timed(one_round, data, Hyper(), state, repeat=3)
         _, score_s, score_comp, score_re, _ = timed(score_select, data, state, repeat=3)
-        x_host = np.asarray(data.pool.x) if n <= 60_000 else None
+        x_host = np.asarray(data.pool.x).reshape(n, -1) if n <= 60_000 else None
         np_score_s = None
         if x_host is not None:
             w, b = np.asarray(state.params["W"]), np.asarray(state.params["b"])
@@ -443,7 +443,8 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     data = seed_data(raw)
-    host = (features(raw.train_x[:4000]), raw.train_y[:4000], features(raw.test_x[:400]), raw.test_y[:400])
+    host = (features(raw.train_x[:4000]).reshape(4000, D), raw.train_y[:4000], features(raw.test_x[:400]).reshape(400, D),
+            raw.test_y[:400])
     result = {"quick": args.quick, "devices": str(jax.devices()), "jax": jax.__version__, "numpy_threads": os.environ["OPENBLAS_NUM_THREADS"]}
     result["machine"] = machine(args.quick)
     progress(f"machine: {result['machine']}")
