@@ -209,16 +209,29 @@ def test_progress_bar_ticks_over_chunks_and_rounds():
         def isatty(self):
             return True
 
-    assert Progress(2, 5, stream=io.StringIO()).hook is None  # not a terminal: no bar, no hook
-    assert Progress(2, 5, quiet=True, stream=Terminal()).hook is None
+    assert Progress(5, stream=io.StringIO()).hook is None  # not a terminal: no bar, no hook
+    assert Progress(5, quiet=True, stream=Terminal()).hook is None
     stream = Terminal()
-    progress = Progress(2, 5, stream=stream)
-    progress.start_chunk(0, 0, 9, 2)
+    progress = Progress(5, stream=stream)
+    progress.begin(2)
+    progress.start_chunk(0, 0, 9)
     progress.hook(np.int32(3))
     assert progress.bar.n == 3
     progress.end_chunk()
-    progress.start_chunk(1, 10, 19, 2)
+    progress.start_chunk(1, 10, 19)
     progress.hook(np.int32(1))
     assert progress.bar.n == 6
     progress.close()
     assert "chunk 2/2 seeds 10-19" in stream.getvalue()
+
+
+def test_progress_without_a_terminal_prints_a_line_per_chunk_with_an_eta():
+    stream = io.StringIO()
+    progress = Progress(5, stream=stream)
+    progress.begin(3)
+    for position in range(3):
+        progress.start_chunk(position, 4 * position, 4 * position + 3)
+        progress.end_chunk()
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("chunk 1/3 (seeds 0-3) done") and "ETA" in lines[0]
