@@ -531,8 +531,15 @@ def register_reproduce(subparsers) -> None:
 REGISTRARS = [register_run, register_list, register_plot, register_reproduce, label_cli.register]
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument errors as every other bad input: one line on stderr (no usage dump), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"aljax: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aljax", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pool-based active learning in JAX: one compiled, seed-vmapped program per experiment.",
         epilog="examples:\n"
