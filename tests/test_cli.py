@@ -214,7 +214,7 @@ def test_plot_draws_several_runs_on_one_figure(finished, env, tmp_path):
     rc, out, err = aljax(["plot", finished, "--out", png], env)
     assert rc == 0, err
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert "| run | 3 | 30 |" in png.with_suffix(".md").read_text() and "| run | 3 | 30 |" in out
+    assert "| margin | 3 | 30 |" in png.with_suffix(".md").read_text() and "| margin | 3 | 30 |" in out
 
 
 def test_progress_bar_ticks_over_chunks_and_rounds():
