@@ -2,6 +2,15 @@
 
 import sys
 
-from aljax.cli import main
 
-sys.exit(main())
+def main() -> int:
+    from aljax import interrupt
+
+    interrupt.install()  # before the heavy imports: Ctrl-C during them ends the command too
+    from aljax.cli import main as cli_main
+
+    return cli_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

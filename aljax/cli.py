@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib
 import inspect
 import math
+import os
 import re
 import subprocess
 import sys
@@ -22,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from aljax import atomic, store
-from aljax.data import DATASET_FORMS, DATASETS, DEFAULT_DATA_DIR, PROTOCOLS, DataError, Raw, load_dataset
+from aljax import atomic, interrupt, seeds, store
+from aljax.combinators import COMBINATORS
+from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
-from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo
+from aljax.loop import Config, Hyper, RoundInfo
 from aljax.store import StoreError
-from aljax.strategies import STRATEGIES
+from aljax.strategies import STRATEGIES, resolve as resolve_strategy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +49,6 @@ def unknown(kind: str, name: str, valid) -> str:
 
 # ----------------------------------------------------------------------------- run settings
 
-# Registries that name-valued settings must come from (checked with a closest-match hint).
-CHOICES = {"strategy": STRATEGIES, "protocol": PROTOCOLS, "initial": INITIAL, "oracle": ORACLES}
 # Settings that are not Config / Hyper fields: key -> (default, type, help).
 RUN_SETTINGS = {
     "dataset": ("mnist", str, "dataset name (`aljax list`)"),
@@ -56,25 +57,37 @@ RUN_SETTINGS = {
     "dev_size": (1000, int, "dev protocol: early stopping on the last DEV_SIZE training images"),
     "test_size": (400, int, "seed protocol: stop and report on the first TEST_SIZE test images"),
     "budget": (400, int, "labels after the last round; rounds = (budget - init) / query_size"),
-    "seeds": (10, int, "number of seeds (a vmap axis)"),
+    "seeds": (10, int, "number of seeds (a vmap axis); more seeds on a finished run extend it"),
     "seed": (0, int, "base seed; seed i uses fold_in(key(seed), i)"),
     "chunk_size": (25, int, "seeds per compiled call; each finished chunk is checkpointed (on a CPU, "
-                   "chunks of 4-8 run fastest per seed; on a GPU, as many seeds as fit)"),
-}
-FIELD_HELP = {
-    "strategy": "query strategy (`aljax list`)",
-    "n_initial": "initial labels",
-    "query_size": "labels per round",
-    "initial": "initial labels: first (in pool order) or random",
-    "oracle": "true (reveal labels) or model (auto-label with argmax)",
-    "n_classes": "number of classes (default: from the dataset)",
-    "capacity": "label buffer length (default: the budget)",
-    "learning_rate": "learning rate (Hyper)",
-    "patience": "early-stopping patience in steps (Hyper)",
-    "max_steps": "step bound of one fit (Hyper)",
+                   "chunks of 4-8 run fastest per seed; on a GPU, as many seeds as fit in memory)"),
 }
 FLAG_ALIASES = {"n_initial": ["--init"]}
 DERIVED = {"rounds"}  # Config fields computed from other settings
+# The command line's own defaults where they differ from Config's: Config keeps the article's
+# initial="first" (its reproduction uses it); many seeds need random initial sets to differ.
+CLI_DEFAULTS = {"initial": None}  # None: resolved by default_initial()
+
+
+def default_initial(protocol: str) -> str:
+    """``first`` (pool order) under the article's ``seed`` protocol, else ``random``."""
+    return "first" if protocol == "seed" else "random"
+
+
+# Strategies and combinators that draw random numbers (the others are deterministic given the labels).
+STOCHASTIC = {"random", "qbc_vote_entropy", "qbc_kl", "badge", "kmeans", "expected_error_reduction",
+              "subsample", "epsilon", "softmax_sampling", "power_sampling"}
+
+
+def is_stochastic(strategy: str) -> bool:
+    """Whether seeds of ``strategy`` (a name or a combinator expression) can differ from the same
+    initial labels: any random strategy or random combinator anywhere in the expression."""
+    return any(name in STOCHASTIC for name in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", strategy))
+
+
+def field_help(field: dataclasses.Field) -> str:
+    """A Config / Hyper field's help text (its ``metadata["help"]``), or its name."""
+    return field.metadata.get("help") or field.name.replace("_", " ")
 
 
 def config_fields() -> dict[str, tuple[object, type]]:
@@ -86,7 +99,8 @@ def config_fields() -> dict[str, tuple[object, type]]:
             continue
         hint = hints[f.name]
         base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-        out[f.name] = (None if f.name == "n_classes" else f.default, base)
+        default = None if f.name == "n_classes" else CLI_DEFAULTS.get(f.name, f.default)
+        out[f.name] = (default, base)
     return out
 
 
@@ -108,7 +122,10 @@ def resolve(args: argparse.Namespace) -> dict:
     settings = {k: d for k, (d, _) in all_settings().items()}
     if args.config is not None:
         settings |= read_config_file(Path(args.config))
-    return settings | {k: v for k, v in vars(args).items() if k in settings}
+    settings |= {k: v for k, v in vars(args).items() if k in settings}
+    if settings["initial"] is None:
+        settings["initial"] = default_initial(settings["protocol"])
+    return settings
 
 
 def read_config_file(path: Path) -> dict:
@@ -129,16 +146,42 @@ def read_config_file(path: Path) -> dict:
     return table
 
 
+def strategy_error(name: str) -> str | None:
+    """None if ``name`` resolves (:func:`aljax.strategies.resolve`), else a one-line error with a
+    closest-match hint for the unknown name inside it (``subsample(marign)`` -> 'margin')."""
+    try:
+        resolve_strategy(name)
+        return None
+    except ValueError as err:
+        for token in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", name):
+            if token not in STRATEGIES and token not in COMBINATORS:
+                inner = f" in {name!r}" if token != name else ""
+                return unknown("strategy", token, [*STRATEGIES, *COMBINATORS]).split(" (choose")[0] + \
+                    f"{inner} (`aljax list` shows the strategies and combinators)"
+        return str(err)
+
+
 def check(settings: dict) -> int:
-    """Validate the settings that need no data (names, counts, budget); return the number of rounds."""
-    for key, registry in CHOICES.items():
-        if settings[key] not in registry:
-            raise CliError(unknown(key.replace("_", " "), settings[key], registry))
+    """Validate the settings that need no data (names, counts, budget, hyper-parameters, whether the
+    seeds can differ); return the number of rounds."""
+    if (error := strategy_error(settings["strategy"])) is not None:
+        raise CliError(error)
+    if settings["protocol"] not in PROTOCOLS:
+        raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
     if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
         raise CliError(unknown("dataset", settings["dataset"], DATASET_FORMS))
     for key in ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "budget"):
         if settings[key] <= 0:
             raise CliError(f"--{key.replace('_', '-')} must be positive, got {settings[key]}")
+    lr = settings["learning_rate"]
+    if not (math.isfinite(lr) and lr > 0):
+        raise CliError(f"--learning-rate must be a positive number, got {lr}")
+    for key in ("patience", "max_steps"):
+        if settings[key] < 1:
+            raise CliError(f"--{key.replace('_', '-')} must be at least 1, got {settings[key]}")
+    if settings["seeds"] > 1 and settings["initial"] == "first" and not is_stochastic(settings["strategy"]):
+        raise CliError(f"the {settings['seeds']} seeds would be identical (initial labels = the first rows, and "
+                       f"{settings['strategy']!r} is deterministic); pass --initial random (or kmeans), or --seeds 1")
     n_init, query, budget = settings["n_initial"], settings["query_size"], settings["budget"]
     if n_init > budget:
         raise CliError(f"initial labels ({n_init}) exceed the budget ({budget}); lower --init or raise --budget")
@@ -179,105 +222,114 @@ def check_pool(config: Config, n_pool: int) -> None:
 # ----------------------------------------------------------------------------- aljax run
 
 
-def make_chunk_runner(config: Config, on_round=None):
-    """``run_chunk(data, hyper, key, seeds (C,)) -> dict of (C, ...) arrays`` for seeds ``fold_in(key, i)``."""
-    import jax
+def chunk_outputs(state, info) -> dict:
+    """What a chunk brings back to the host: every per-round metric, the acquisition order and labels."""
+    return {**dataclasses.asdict(info), "order": state.order, "targets": state.targets}
 
-    from aljax.loop import make_run
 
-    run = jax.vmap(make_run(config, on_round), in_axes=(None, None, 0))
-
-    def run_chunk(data, hyper, key, seeds):
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, seeds)
-        state, info = run(data, hyper, keys)
-        return {**dataclasses.asdict(info), "order": state.order, "targets": state.targets}
-
-    return jax.jit(run_chunk)
+def gigabytes(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args)
     rounds = check(settings)
-    raw = load_dataset(settings["dataset"], Path(args.data_dir))
+    data_dir, how = find_data_dir(args.data_dir)
+    raw = load_dataset(settings["dataset"], data_dir, how)
     if settings["n_classes"] is None:
         settings["n_classes"] = raw.n_classes
+    elif settings["n_classes"] < raw.n_classes:
+        raise CliError(f"--n-classes {settings['n_classes']} is smaller than the dataset's {raw.n_classes} classes "
+                       f"(labels 0..{raw.n_classes - 1}); drop --n-classes or pass {raw.n_classes}")
     config, hyper = build(settings, rounds)
     data = make_data(settings, raw)
     check_pool(config, int(np.asarray(data.pool.valid).sum()))
 
     out = Path(args.out)
-    done = store.open_run(out, settings, force=args.force)
+    store.check_run(out, settings, force=args.force)  # writes nothing
     say = (lambda *a, **k: None) if args.quiet else print
-    if store.is_finished(out):
+    if not args.force and store.is_finished(out) and store.read_toml(out / store.CONFIG) == store_view(settings):
         say(f"{out} already holds this finished run; pass --force to recompute it")
         return 0
+    # Chunk c always holds seeds c*chunk .. (c+1)*chunk-1: a run keeps the chunk size of its first chunk,
+    # so resuming or extending it (more --seeds) computes exactly the seeds an uninterrupted run would.
+    sizes = {} if args.force else store.chunk_sizes(out) if out.is_dir() else {}
+    chunk = sizes.get(0) or min(settings["chunk_size"], settings["seeds"])
+    n_chunks = seeds.n_chunks(settings["seeds"], chunk)
+    kept = lambda c: int((seeds.chunk_seeds(c, chunk) < settings["seeds"]).sum())  # noqa: E731
+    done = [c for c, n in sizes.items() if c < n_chunks and n == kept(c)]
+    pending = [c for c in range(n_chunks) if c not in done]
+
+    if pending:
+        import jax
+
+        from aljax.loop import make_run
+        from aljax.progress import Progress
+
+        progress = Progress(config.rounds, quiet=args.quiet)
+        run = make_run(config, progress.hook)
+        t0 = time.perf_counter()
+        compiled = seeds.compile_chunks(run, data, hyper, chunk, chunk_outputs)
+        compile_s = time.perf_counter() - t0
+        fits = seeds.fitting_chunk(compiled, chunk)
+        if fits is not None:
+            shared, per_seed = seeds.memory_needed(compiled, chunk)
+            device = jax.devices()[0].platform
+            advice = f"use --chunk-size {fits}" if fits else "use a smaller pool or budget"
+            raise CliError(f"a chunk of {chunk} seeds needs about {gigabytes(shared + per_seed * chunk)} but "
+                           f"{gigabytes(seeds.memory_available())} are free on the {device}; {advice}")
+    store.open_run(out, settings, force=args.force)
     say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
     say(store.to_toml(settings), end="")
-    chunk = min(settings["chunk_size"], settings["seeds"])
-    n_chunks = math.ceil(settings["seeds"] / chunk)
-    pending = [c for c in range(n_chunks) if c not in done]
     if done:
         say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
     if pending:
-        run_chunks(out, config, hyper, data, settings, pending, chunk, args.quiet)
+        atomic.write_json(out / store.ENVIRONMENT, store.environment())
+        store.add_timing(out, "compile_s", compile_s)
+
+        def save(c, chunk_seeds, result, seconds):
+            arrays = {k: np.asarray(v) for k, v in jax.device_get(result).items()}
+            store.save_chunk(out, c, arrays | {"seed": chunk_seeds, "seconds": np.array([seconds])})
+
+        seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
+                        outputs=chunk_outputs, progress=progress, skip=done, on_chunk=save, compiled=compiled)
     finish(out, settings, n_chunks, say)
     return 0
 
 
-def run_chunks(out: Path, config: Config, hyper: Hyper, data, settings: dict, pending: list[int], chunk: int,
-               quiet: bool) -> None:
-    """Compile once, then run and checkpoint each pending chunk of seeds, with a progress bar."""
-    import jax
-
-    from aljax.progress import Progress
-
-    atomic.write_json(out / store.ENVIRONMENT, store.environment())
-    key = jax.random.key(settings["seed"])
-    progress = Progress(len(pending), config.rounds, quiet)
-    t0 = time.perf_counter()
-    compiled = make_chunk_runner(config, progress.hook).lower(data, hyper, key, np.arange(chunk)).compile()
-    store.add_timing(out, "compile_s", time.perf_counter() - t0)
-    try:
-        for position, c in enumerate(pending):
-            seeds = np.arange(c * chunk, (c + 1) * chunk)  # the last chunk is padded to keep one shape
-            kept = seeds < settings["seeds"]
-            progress.start_chunk(position, int(seeds[0]), int(seeds[kept][-1]), len(pending))
-            t = time.perf_counter()
-            result = jax.device_get(compiled(data, hyper, key, seeds))
-            seconds = time.perf_counter() - t
-            progress.end_chunk()
-            arrays = {k: v[kept] for k, v in result.items()}
-            store.save_chunk(out, c, arrays | {"seed": seeds[kept], "seconds": np.array([seconds])})
-    finally:
-        progress.close()
+def store_view(settings: dict) -> dict:
+    """The settings as they read back from config.toml (None values left out)."""
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
     """Assemble the checkpoints into the final files; ``metrics.csv`` goes last."""
     chunks = store.load_chunks(out, n_chunks)
-    seeds = chunks["seed"]
+    seed_ids = chunks["seed"]
     metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo)}
-    atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seeds)
+    atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
     seconds = [float(s) for s in chunks["seconds"]]
     store.add_timing(out, "chunk_s", seconds, append=False)
     store.add_timing(out, "run_s", sum(seconds), append=False)
     table = report({out.name: metrics}, out / store.FIGURE, title=f"{settings['strategy']} on {settings['dataset']}")
     atomic.write_text(out / store.SUMMARY, table)
-    atomic.write_text(out / store.METRICS, store.metrics_csv(seeds, metrics))
+    atomic.write_text(out / store.METRICS, store.metrics_csv(seed_ids, metrics))
     say(table, end="")
     say(f"results in {out}")
 
 
 def report(runs: dict[str, dict[str, np.ndarray]], png: Path, title: str = "",
-           metric: str = "test_accuracy") -> str:
-    """Plot the runs' curves on one figure (``png``) and return a markdown table of their final values."""
+           metric: str = "test_accuracy", heading: str = "") -> str:
+    """Plot the runs' curves on one figure (``png``) and return a markdown table of their final values
+    (under ``heading`` if given)."""
     from aljax.metrics import mean_ci
     from aljax.plots import plot_curves
 
     curves = {name: (m["n_labeled"][0], m[metric]) for name, m in runs.items()}
     plot_curves(curves, png, title=title, ylabel=metric.replace("_", " "))
-    lines = [f"| run | seeds | labels | final {metric} (mean [95% CI]) | mean over the curve |",
-             "|---|---|---|---|---|"]
+    lines = [heading, ""] if heading else []
+    lines += [f"| run | seeds | labels | final {metric} (mean [95 % CI]) | mean over the curve |",
+              "|---|---|---|---|---|"]
     for name, (labels, values) in curves.items():
         mean, low, high = mean_ci(values[:, -1])
         area = values.mean(axis=1).mean()
@@ -289,26 +341,36 @@ def register_run(subparsers) -> None:
     p = subparsers.add_parser(
         "run", help="run an active-learning experiment over many seeds",
         formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
-        description="Run one AL experiment (one compiled program per chunk of seeds) and store it in --out.\n"
+        description="Run one AL experiment (one compiled program for all chunks of seeds) and store it in --out.\n"
                     "Settings: defaults < --config FILE.toml < flags. The resolved config is printed and saved\n"
-                    "as OUT/config.toml. Rerunning the same command resumes an interrupted run.",
+                    "as OUT/config.toml. Rerunning the same command resumes an interrupted run; the same\n"
+                    "command with more --seeds extends a finished one (only the new seeds are computed).\n"
+                    "--initial defaults to random (first under --protocol seed). Bad input: one line on\n"
+                    "stderr, exit status 2, nothing written. Ctrl-C: exit status 130, finished chunks kept.",
         epilog="examples:\n"
                "  aljax run --dataset mnist --strategy margin --init 10 --query-size 10 --budget 400 \\\n"
                "            --seeds 100 --protocol dev --out results/margin\n"
                "  aljax run --config results/margin/config.toml --strategy entropy --out results/entropy\n"
-               "  aljax run --protocol seed --strategy least_confidence --seeds 1 --out results/article\n")
+               "  aljax run --strategy 'subsample(least_confidence,500)' --seeds 20 --out results/sub\n"
+               "  aljax run --protocol seed --strategy least_confidence --seeds 1 --out results/article\n"
+               "  aljax run --dataset idx:/data/my_idx --data-dir /big/disk/data --out results/mine\n")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="load settings (keys as in OUT/config.toml)")
     p.add_argument("--out", required=True, help="results folder (created; resumed if it holds this run)")
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder holding the datasets (default: data)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the named datasets (default: $ALJAX_DATA, else the checkout's data/ "
+                        "inside the repository, else $XDG_DATA_HOME/aljax or ~/.local/share/aljax)")
     p.add_argument("--force", action="store_true", default=False, help="overwrite a different run in --out")
-    p.add_argument("--quiet", action="store_true", default=False, help="no progress bar, config or table output")
+    p.add_argument("--quiet", action="store_true", default=False, help="no progress, config or table output")
     types = all_settings()
     for name, (default, _, text) in RUN_SETTINGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=types[name][1], help=f"{text} (default: {default})")
+    fields = {f.name: f for cls in (Config, Hyper) for f in dataclasses.fields(cls)}
     for name, (default, kind) in (config_fields() | hyper_fields()).items():
         flags = FLAG_ALIASES.get(name, []) + [f"--{name.replace('_', '-')}"]
-        text = FIELD_HELP.get(name, f"Config.{name}") + ("" if default is None else f" (default: {default})")
-        p.add_argument(*flags, dest=name, type=kind, metavar=name.upper(), help=text)
+        if name == "initial":
+            default = "random; first under --protocol seed"
+        text = field_help(fields[name]) + ("" if default is None else f" (default: {default})")
+        p.add_argument(*flags, dest=name, type=kind, metavar=name.upper(), help=text.replace("%", "%%"))
     p.set_defaults(func=cmd_run)
 
 
@@ -321,46 +383,103 @@ def first_sentence(obj) -> str:
     return re.split(r"(?<!\bal)\. ", text)[0].rstrip(".") + "."  # "et al. 2020" does not end a sentence
 
 
+# Where the code keeps its registries: (heading, module, attribute, how a name is written). A registry
+# that a module does not (or no longer) define is skipped, so the listing follows the code.
+REGISTRIES = [
+    ("strategies", "aljax.strategies", "STRATEGIES", "{}"),
+    ("combinators (wrap any strategy: e.g. subsample(margin,500))", "aljax.combinators", "COMBINATORS", "{}(...)"),
+    ("models", "aljax.models", "MODELS", "{}"),
+    ("fitters", "aljax.fit", "FITTERS", "{}"),
+    ("optimizers", "aljax.optim", "OPTIMIZERS", "{}"),
+    ("protocols", "aljax.data", "PROTOCOLS", "{}"),
+]
+
+
+def registries() -> list[tuple[str, dict[str, str]]]:
+    """Every registry the code has, as (heading, {name: one-line description})."""
+    out = []
+    for heading, module, attr, form in REGISTRIES:
+        try:
+            registry = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        out.append((heading, {form.format(name): first_sentence(fn) for name, fn in registry.items()}))
+    return out
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir)
-    width = max(map(len, [*STRATEGIES, *DATASET_FORMS, *PROTOCOLS])) + 2
-    print("strategies:")
-    for name, fn in STRATEGIES.items():
-        print(f"  {name:{width}} {first_sentence(fn)}")
-    print("datasets:")
+    data_dir, _ = find_data_dir(args.data_dir)
+    sections = registries()
+    datasets = {}
     for name, text in DATASET_FORMS.items():
         where = data_dir / name
-        mark = "" if name not in DATASETS else (" [present]" if where.is_dir() else " [not in " + str(where) + "]")
-        print(f"  {name:{width}} {text}{mark}")
-    print("protocols:")
-    for name, fn in PROTOCOLS.items():
-        print(f"  {name:{width}} {first_sentence(fn)}")
+        mark = "" if name not in DATASETS else (" [present]" if where.is_dir() else f" [not in {where}]")
+        datasets[name] = text + mark
+    sections.insert(2, ("datasets", datasets))
+    width = max(len(name) for _, section in sections for name in section) + 2
+    for heading, section in sections:
+        print(f"{heading}:")
+        for name, text in section.items():
+            print(f"  {name:{width}} {text}")
     return 0
 
 
 def register_list(subparsers) -> None:
-    p = subparsers.add_parser("list", help="list strategies, datasets and protocols",
-                              description="List the query strategies, datasets and protocols by name.",
-                              epilog="examples:\n  aljax list\n  aljax list --data-dir /big/disk/data", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder holding the datasets (default: data)")
+    p = subparsers.add_parser("list", help="list strategies, combinators, datasets, models, protocols",
+                              description="List every registry by name: query strategies, strategy combinators,\n"
+                                          "datasets (and whether their files are present), models, optimizers, protocols.",
+                              epilog="examples:\n  aljax list\n  aljax list --data-dir /big/disk/data\n"
+                                     "  aljax list | grep -A20 combinators",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: as for `aljax run`)")
     p.set_defaults(func=cmd_list)
 
 
 # ----------------------------------------------------------------------------- aljax plot
 
+# Settings that do not change what a curve means (differences in them are not reported).
+NOT_COMPARED = {"chunk_size"}
+
+
+def read_run(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(settings from config.toml, metrics) of a finished run folder."""
+    metrics = store.read_metrics(folder)
+    try:
+        settings = store.read_toml(folder / store.CONFIG)
+    except (OSError, ValueError):
+        settings = {}
+    return settings, metrics
+
 
 def cmd_plot(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.runs]
-    names = [d.name for d in dirs]
-    if len(set(names)) < len(names):
-        names = [str(d) for d in dirs]
-    runs = {name: store.read_metrics(d) for name, d in zip(names, dirs)}
-    if args.metric not in next(iter(runs.values())):
+    runs = [read_run(d) for d in dirs]
+    if args.metric not in runs[0][1]:
         raise CliError(unknown("metric", args.metric, [f.name for f in dataclasses.fields(RoundInfo)]))
+    for d, (_, metrics) in zip(dirs, runs):
+        if metrics["n_labeled"].shape[1] < 2:
+            raise CliError(f"{d} has 0 query rounds (budget = initial labels), so it has no learning curve; "
+                           f"its accuracy is in {d / store.SUMMARY}")
+    keys = sorted({k for settings, _ in runs for k in settings} - NOT_COMPARED)
+    differ = [k for k in keys if len({repr(settings.get(k)) for settings, _ in runs}) > 1]
+    for k in differ:
+        values = ", ".join(dict.fromkeys(str(settings.get(k)) for settings, _ in runs))
+        print(f"aljax: warning: the runs differ in {k} ({values})", file=sys.stderr)
+    names = []
+    for d, (settings, _) in zip(dirs, runs):
+        parts = [str(settings.get("strategy", d.name))] + [f"{k}={settings.get(k)}" for k in differ if k != "strategy"]
+        names.append(", ".join(parts))
+    if len(set(names)) < len(names):  # the same settings twice: tell them apart by folder
+        names = [f"{n} ({d})" for n, d in zip(names, dirs)]
+    common = {k: runs[0][0].get(k) for k in ("dataset", "protocol", "budget") if k in keys and k not in differ}
+    title = args.title or ", ".join(f"{k} {v}" for k, v in common.items())
+    if differ and not args.title:
+        title += f"; runs differ in {', '.join(differ)}"
+    heading = f"**{title}**" if title else ""
     png = Path(args.out)
     try:
         png.parent.mkdir(parents=True, exist_ok=True)
-        table = report(runs, png, title=args.title, metric=args.metric)
+        table = report({n: m for n, (_, m) in zip(names, runs)}, png, title=title, metric=args.metric, heading=heading)
         atomic.write_text(png.with_suffix(".md"), table)
     except OSError as err:
         raise CliError(f"cannot write {png} ({err.strerror}); choose another --out") from None
@@ -373,15 +492,17 @@ def register_plot(subparsers) -> None:
     p = subparsers.add_parser(
         "plot", help="learning curves of one or more runs on one figure, and a table",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Draw the mean learning curves with 95%% CI bands of finished runs on one figure (PNG)\n"
-                    "and write a markdown table of their final accuracy beside it (same name, .md).",
+        description="Draw the mean learning curves of finished runs, with 95 % CI bands, on one figure (PNG)\n"
+                    "and write a markdown table of their final accuracy beside it (same name, .md). The legend\n"
+                    "names each run by its strategy and the settings in which the runs differ; differences\n"
+                    "(protocol, dataset, budget, ...) are also warned about and put in the title.",
         epilog="examples:\n"
                "  aljax plot results/margin results/entropy results/random --out results/compare.png\n"
                "  aljax plot results/margin --metric eval_correct --out results/margin-eval.png\n")
     p.add_argument("runs", nargs="+", metavar="RESULT_DIR", help="folders written by `aljax run`")
     p.add_argument("--out", default="results/compare.png", help="figure path (default: results/compare.png)")
     p.add_argument("--metric", default="test_accuracy", help="per-round metric to plot (default: test_accuracy)")
-    p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--title", default="", help="figure title (default: what the runs share and where they differ)")
     p.set_defaults(func=cmd_plot)
 
 
@@ -411,8 +532,15 @@ def register_reproduce(subparsers) -> None:
 REGISTRARS = [register_run, register_list, register_plot, register_reproduce, label_cli.register]
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument errors as every other bad input: one line on stderr (no usage dump), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"aljax: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aljax", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pool-based active learning in JAX: one compiled, seed-vmapped program per experiment.",
         epilog="examples:\n"
@@ -436,10 +564,15 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
     except (CliError, DataError, StoreError) as err:
         print(f"aljax: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\naljax: interrupted; rerun the same command to resume from the last finished chunk", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # `aljax list | head -3`: the reader has gone; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:  # only where interrupt.install() could not run (not the main thread)
+        print(f"\n{interrupt.MESSAGE}", file=sys.stderr)
+        return interrupt.STATUS

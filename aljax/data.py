@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import jax
@@ -32,7 +33,10 @@ FASHION_MNIST_SHA256 = {  # the files of Debian's dataset-fashion-mnist (Zalando
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
-DEFAULT_DATA_DIR = Path("data")
+DEFAULT_DATA_DIR = Path("data")  # the library's default (relative: the checkout's data/ when run from it)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ENV = "ALJAX_DATA"
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FETCH_HINT = "run `make data`"
 FASHION_FETCH_HINT = "run `make data-fashion`"
 
@@ -112,10 +116,9 @@ def load_idx_dataset(data_dir: str | Path, checksums: dict[str, str] | None, nam
     checksums: stem -> SHA-256 of the uncompressed bytes (None: do not verify); hint: how to fetch.
     """
     data_dir = Path(data_dir)
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     arrays = {
         stem: read_idx(find_idx(data_dir, stem), None if checksums is None else checksums[stem], hint)
-        for stem in stems
+        for stem in IDX_STEMS
     }
     return Raw(
         train_x=arrays["train-images-idx3-ubyte"],
@@ -160,6 +163,7 @@ def load_tfds(name: str, data_dir: str | Path | None = None) -> Raw:
 
 
 DATASETS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist}
+CHECKSUMS = {"mnist": MNIST_SHA256, "fashion_mnist": FASHION_MNIST_SHA256}
 DATASET_FORMS = {
     **{name: (loader.__doc__ or "").split(" (")[0].split(" from ")[0] + f" (checksummed IDX files in DATA_DIR/{name})"
        for name, loader in DATASETS.items()},
@@ -168,15 +172,55 @@ DATASET_FORMS = {
 }
 
 
-def load_dataset(name: str, data_dir: str | Path = DEFAULT_DATA_DIR) -> Raw:
+def in_checkout(cwd: Path | None = None) -> bool:
+    """Whether ``cwd`` lies inside the repository checkout this package runs from."""
+    cwd = Path.cwd() if cwd is None else cwd
+    return (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / ".git").exists() and \
+        cwd.resolve().is_relative_to(REPO_ROOT)
+
+
+def user_data_dir() -> Path:
+    """The per-user data folder: ``$XDG_DATA_HOME/aljax`` or ``~/.local/share/aljax``."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "aljax"
+
+
+def find_data_dir(flag: str | Path | None = None) -> tuple[Path, str]:
+    """The folder holding the named datasets, and how it was chosen: the ``--data-dir`` flag, then
+    ``$ALJAX_DATA``, then the checkout's ``data/`` when run inside the repository, then
+    :func:`user_data_dir`."""
+    if flag is not None:
+        return Path(flag), "flag"
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]), "env"
+    if in_checkout():
+        return REPO_ROOT / "data", "checkout"
+    return user_data_dir(), "user"
+
+
+def fetch_hint(name: str, data_dir: Path, how: str = "flag") -> str:
+    """How to obtain dataset ``name`` into ``data_dir/name``, for an error message."""
+    target = Path(data_dir) / name
+    if how == "checkout" and target.resolve() == (REPO_ROOT / "data" / name).resolve():
+        return "run `make data`" if name == "mnist" else f"run `make data-{name.replace('_', '-')}`"
+    fetch = f"run `python -m aljax.fetch --dataset {name} --dest {target}`"
+    if how == "user":
+        return f"{fetch}, or set {DATA_ENV} to a folder holding {name}/ (or pass --data-dir)"
+    return fetch
+
+
+def load_dataset(name: str, data_dir: str | Path = DEFAULT_DATA_DIR, how: str = "flag") -> Raw:
     """The one place a dataset name becomes a :class:`Raw`: a key of :data:`DATASETS` (its files in
-    ``data_dir/name``), ``idx:DIR`` or ``tfds:NAME``. Raises KeyError for any other name."""
+    ``data_dir/name``), ``idx:DIR`` or ``tfds:NAME``. Raises KeyError for any other name. ``how``
+    (see :func:`find_data_dir`) chooses the advice of a missing-file error."""
     if name.startswith("idx:"):
         folder = Path(name.removeprefix("idx:"))
-        return load_idx_dataset(folder, None, folder.name)
+        hint = f"provide it again ({folder} must hold the four MNIST-layout IDX files {', '.join(IDX_STEMS)})"
+        return load_idx_dataset(folder, None, folder.name, hint)
     if name.startswith("tfds:"):
         return load_tfds(name.removeprefix("tfds:"))
-    return DATASETS[name](Path(data_dir) / name)
+    DATASETS[name]  # KeyError for an unknown name
+    return load_idx_dataset(Path(data_dir) / name, CHECKSUMS[name], name, fetch_hint(name, Path(data_dir), how))
 
 
 # ----------------------------------------------------------------------------- device splits

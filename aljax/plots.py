@@ -30,6 +30,11 @@ def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
                           label=f"{name} (n={acc.shape[0]})" if acc.shape[0] > 1 else name)
         if acc.shape[0] > 1:
             ax.fill_between(labels, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if any(np.atleast_2d(acc).shape[0] > 1 for _, acc in curves.values()):
+        from matplotlib.patches import Patch
+
+        ax.add_artist(ax.legend(handles=[Patch(color="gray", alpha=0.3, label="95 % CI")], loc="lower right",
+                                fontsize="small"))
     ax.set_xlabel("labels")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -1,39 +1,60 @@
-"""A progress bar with ETA over the rounds and seed chunks of one compiled experiment.
+"""Progress over the seed chunks (and rounds) of one compiled experiment, with an ETA.
 
-The experiment is one compiled program per chunk of seeds, so progress is reported from inside it:
-:meth:`Progress.on_round` is the host hook given to ``make_run(config, on_round=...)`` (a
-``jax.debug.callback`` at the start of every round of the scan; the round index is not batched over
-seeds, so it fires once per round). The bar is drawn by tqdm on stderr, only when stderr is a
-terminal and not ``quiet``; when disabled no hook is compiled in at all (see :attr:`hook`).
+On a terminal, a tqdm bar over ``chunks x rounds`` ticks: :meth:`Progress.on_round` is the host hook
+given to ``make_run(config, on_round=...)`` (a ``jax.debug.callback`` at the start of every round of
+the scan; the round index is not batched over seeds, so it fires once per round). Without a terminal
+(``nohup``, a log file, a notebook's captured stderr) no hook is compiled in at all (see
+:attr:`Progress.hook`) and one line is printed per finished chunk, with the elapsed time and an ETA,
+so a log shows where a long run is.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
 
-class Progress:
-    """Bar over ``n_chunks x rounds`` ticks: chunk ``c`` at round ``i`` is tick ``c * rounds + i``."""
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
 
-    def __init__(self, n_chunks: int, rounds: int, quiet: bool = False, stream=None):
-        stream = sys.stderr if stream is None else stream
-        self.enabled = not quiet and stream.isatty()
-        self.rounds = rounds
+
+class Progress:
+    """Progress of ``n_chunks`` chunks of ``rounds`` rounds each (chunk ``c``, round ``i`` = tick
+    ``c * rounds + i``). ``quiet``: nothing at all. ``stream``: stderr by default; the bar is drawn
+    only when it is a terminal, otherwise one line per finished chunk."""
+
+    def __init__(self, rounds: int = 1, quiet: bool = False, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.terminal = not quiet and self.stream.isatty()
+        self.lines = not quiet and not self.terminal
+        self.rounds = max(int(rounds), 1)
         self.base = 0
-        self.bar = tqdm(total=n_chunks * rounds, unit="round", file=stream, disable=not self.enabled,
-                        dynamic_ncols=True, smoothing=0.1)
+        self.n_chunks = 0
+        self.bar = None
 
     @property
     def hook(self):
-        """The ``on_round`` callback for :func:`aljax.loop.make_run`, or None when the bar is off."""
-        return self.on_round if self.enabled else None
+        """The ``on_round`` callback for :func:`aljax.loop.make_run`, or None when no bar is drawn."""
+        return self.on_round if self.terminal else None
 
-    def start_chunk(self, position: int, first_seed: int, last_seed: int, n_chunks: int) -> None:
-        """Announce the ``position``-th chunk to run (0-based) holding seeds ``first..last``."""
-        self.base = position * self.rounds
-        self.bar.set_description(f"chunk {position + 1}/{n_chunks} seeds {first_seed}-{last_seed}")
+    def begin(self, n_chunks: int) -> None:
+        """``n_chunks`` chunks are about to run (after compilation)."""
+        self.n_chunks, self.done, self.t0 = n_chunks, 0, time.perf_counter()
+        self.bar = tqdm(total=n_chunks * self.rounds, unit="round", file=self.stream, disable=not self.terminal,
+                        dynamic_ncols=True, smoothing=0.1)
+
+    def start_chunk(self, position: int, first_seed: int, last_seed: int) -> None:
+        """The ``position``-th chunk to run (0-based) holds seeds ``first..last``."""
+        self.base, self.seeds = position * self.rounds, f"seeds {first_seed}-{last_seed}"
+        self.bar.set_description(f"chunk {position + 1}/{self.n_chunks} {self.seeds}")
 
     def on_round(self, i) -> None:
         """Round ``i`` of the current chunk is starting (called from the XLA runtime thread)."""
@@ -41,10 +62,17 @@ class Progress:
 
     def end_chunk(self) -> None:
         self.advance(self.base + self.rounds)
+        self.done += 1
+        if self.lines:
+            elapsed = time.perf_counter() - self.t0
+            eta = elapsed / self.done * (self.n_chunks - self.done)
+            print(f"chunk {self.done}/{self.n_chunks} ({self.seeds}) done; elapsed {duration(elapsed)}, "
+                  f"ETA {duration(eta)}", file=self.stream, flush=True)
 
     def advance(self, tick: int) -> None:
         if tick > self.bar.n:
             self.bar.update(tick - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

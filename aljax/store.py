@@ -83,15 +83,44 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / METRICS).exists()
 
 
-def open_run(run_dir: str | Path, config: dict, force: bool = False) -> list[int]:
-    """Prepare ``run_dir`` for a run of ``config``; return the indices of chunks already finished.
+def check_run(run_dir: str | Path, config: dict, force: bool = False) -> None:
+    """Raise :class:`StoreError` if ``run_dir`` cannot hold a run of ``config``; writes nothing.
 
-    A new or empty folder is created. A folder holding the same config resumes (its finished chunks
-    are kept). A different config, or files that are not an aljax run, raise :class:`StoreError`
-    unless ``force`` (which deletes only the files this module writes).
+    Usable: a new or empty folder, one holding the same config (resumed), or the same config with
+    more ``seeds`` (extended: the finished seeds are kept). A different config, or files that are not
+    an aljax run, need ``force``.
     """
     run_dir = Path(run_dir)
     config = {k: v for k, v in config.items() if v is not None}  # as it reads back from TOML
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a folder" if not existing.is_dir() else "permission denied"
+        raise StoreError(f"cannot write to output folder {run_dir} ({existing}: {why}); choose another --out")
+    if force or not run_dir.exists():
+        return
+    if (run_dir / CONFIG).exists():
+        old = read_toml(run_dir / CONFIG)
+        if old != config and not is_extension(old, config):
+            diff = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(old.keys() | config.keys())
+                             if old.get(k) != config.get(k))
+            raise StoreError(f"{run_dir} holds a different run ({diff}); pass --force to overwrite or choose another --out")
+    elif any(run_dir.iterdir()):
+        raise StoreError(f"{run_dir} is not empty and holds no aljax run; pass --force or choose another --out")
+
+
+def is_extension(old: dict, new: dict) -> bool:
+    """``new`` is ``old`` with more seeds (seed i's key does not depend on the number of seeds)."""
+    rest = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
+    return rest(old) == rest(new) and new.get("seeds", 0) > old.get("seeds", 0)
+
+
+def open_run(run_dir: str | Path, config: dict, force: bool = False) -> list[int]:
+    """Prepare ``run_dir`` for a run of ``config`` (see :func:`check_run`); return the indices of the
+    chunks already finished. ``force`` deletes only the files this module writes. An extended run
+    loses its completion marker (``metrics.csv``) first, then gets the new config."""
+    check_run(run_dir, config, force)
+    run_dir = Path(run_dir)
+    config = {k: v for k, v in config.items() if v is not None}
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / ".write-test", "")
@@ -100,14 +129,9 @@ def open_run(run_dir: str | Path, config: dict, force: bool = False) -> list[int
         raise StoreError(f"cannot write to output folder {run_dir} ({err.strerror}); choose another --out") from None
     if force:
         clear(run_dir)
-    elif (run_dir / CONFIG).exists():
-        old = read_toml(run_dir / CONFIG)
-        if old != config:
-            diff = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(old.keys() | config.keys())
-                             if old.get(k) != config.get(k))
-            raise StoreError(f"{run_dir} holds a different run ({diff}); pass --force to overwrite or choose another --out")
-    elif any(run_dir.iterdir()):
-        raise StoreError(f"{run_dir} is not empty and holds no aljax run; pass --force or choose another --out")
+    elif (run_dir / CONFIG).exists() and read_toml(run_dir / CONFIG) != config:  # an extension
+        (run_dir / METRICS).unlink(missing_ok=True)
+        write_text(run_dir / CONFIG, to_toml(config))
     (run_dir / CHUNKS).mkdir(exist_ok=True)
     for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / CHUNKS).glob(".*.tmp")]:  # left by a killed run
         tmp.unlink()
@@ -130,6 +154,15 @@ def chunk_path(run_dir: str | Path, index: int) -> Path:
 
 def finished_chunks(run_dir: str | Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / CHUNKS).glob("chunk-*.npz"))
+
+
+def chunk_sizes(run_dir: str | Path) -> dict[int, int]:
+    """Finished chunk index -> the number of seeds it holds (its ``seed`` array)."""
+    sizes = {}
+    for index in finished_chunks(run_dir):
+        with np.load(chunk_path(run_dir, index)) as z:
+            sizes[index] = len(z["seed"])
+    return sizes
 
 
 def add_timing(run_dir: str | Path, key: str, seconds, append: bool = True) -> None:

@@ -18,9 +18,10 @@ import time
 import jax
 import numpy as np
 
-from aljax.cli import make_chunk_runner
+from aljax.cli import chunk_outputs
 from aljax.data import load_mnist, seed_data
-from aljax.loop import Config, Hyper
+from aljax.loop import Config, Hyper, make_run
+from aljax.seeds import chunk_program
 from aljax.progress import Progress
 
 
@@ -41,16 +42,17 @@ def main() -> None:
     data = seed_data(load_mnist())
     config = Config(strategy=args.strategy, initial="random", rounds=39)
     hyper, key, seeds = Hyper(), jax.random.key(0), np.arange(args.seeds)
-    progress = Progress(args.repeats, config.rounds, stream=FakeTerminal())
+    progress = Progress(config.rounds, stream=FakeTerminal())
+    progress.begin(args.repeats)
     assert progress.hook is not None
     hooks = {"bar": progress.hook, "empty callback": lambda i: None, "no hook": None}
-    programs = {name: make_chunk_runner(config, hook).lower(data, hyper, key, seeds).compile()
+    programs = {name: chunk_program(make_run(config, hook), chunk_outputs).lower(data, hyper, key, seeds).compile()
                 for name, hook in hooks.items()}
     times = {name: [] for name in programs}
     cpu = {name: [] for name in programs}  # process CPU seconds (all threads): robust to other processes' load
     results = {}
     for r in range(args.repeats):
-        progress.start_chunk(r, 0, args.seeds - 1, args.repeats)
+        progress.start_chunk(r, 0, args.seeds - 1)
         for name in list(programs)[:: 1 if r % 2 == 0 else -1]:  # alternate the order too
             t, c = time.perf_counter(), time.process_time()
             results[name] = jax.block_until_ready(programs[name](data, hyper, key, seeds))

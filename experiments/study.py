@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aljax import seeds
 from aljax.compare import at_labels, auc, paired, reach_summary, summary
 from aljax.data import DEFAULT_DATA_DIR, DataError, Raw, dev_data, load_dataset
 from aljax.loop import Config, Hyper, make_run
@@ -100,35 +101,30 @@ def study_strategies() -> list[str]:
 
 def seed_keys(start: int, stop: int) -> jax.Array:
     """Typed keys (stop − start,) of seeds start..stop−1: ``fold_in(key(0), i)`` (independent of S)."""
-    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(start, stop))
+    return seeds.seed_keys(0, np.arange(start, stop))
 
 
 def run_seeds(data, config: Config, n_seeds: int, chunk: int) -> dict:
     """Per-seed curves of one config: labels (R,), acc (S, R), initial (S, n_initial), timings.
 
-    One compiled program for all chunks; the last chunk is padded with extra seeds, then dropped.
+    :func:`aljax.seeds.run_seeds`: one compiled program for all chunks; the last chunk is padded with
+    extra seeds, then dropped; a bar on a terminal's stderr, a line per chunk otherwise.
     """
     config.check_pool(int(np.asarray(data.pool.valid).sum()))
     chunk = min(chunk, n_seeds)
-    run = jax.jit(jax.vmap(make_run(config), in_axes=(None, None, 0)))
+    progress = Progress(config.rounds)
+    run = make_run(config, progress.hook)
+    outputs = lambda state, info: {"acc": info.test_accuracy, "initial": state.order[:, : config.n_initial],  # noqa: E731
+                                   "labels": info.n_labeled}
     t0 = time.perf_counter()
-    compiled = run.lower(data, Hyper(), seed_keys(0, chunk)).compile()
+    compiled = seeds.compile_chunks(run, data, Hyper(), chunk, outputs)
     compile_s = time.perf_counter() - t0
-    acc, initial = [], []
-    starts = range(0, n_seeds, chunk)
-    progress = Progress(len(starts), config.rounds)  # a bar on a terminal's stderr, advanced per chunk
-    for position, start in enumerate(starts):
-        progress.start_chunk(position, start, min(start + chunk, n_seeds) - 1, len(starts))
-        state, info = compiled(data, Hyper(), seed_keys(start, start + chunk))
-        acc.append(np.asarray(info.test_accuracy))
-        initial.append(np.asarray(state.order[:, : config.n_initial]))
-        labels = np.asarray(info.n_labeled[0])
-        progress.end_chunk()
-    progress.close()
+    result = seeds.run_seeds(run, data, Hyper(), n_seeds, chunk_size=chunk, outputs=outputs, progress=progress,
+                             compiled=compiled)
     return {
-        "labels": labels.tolist(),
-        "acc": np.round(np.concatenate(acc)[:n_seeds].astype(np.float64), 6).tolist(),
-        "initial": np.concatenate(initial)[:n_seeds].tolist(),
+        "labels": np.asarray(result["labels"][0]).tolist(),
+        "acc": np.round(np.asarray(result["acc"]).astype(np.float64), 6).tolist(),
+        "initial": np.asarray(result["initial"]).tolist(),
         "compile_s": round(compile_s, 2),
         "run_s": round(time.perf_counter() - t0 - compile_s, 2),
     }

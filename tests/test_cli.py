@@ -26,6 +26,9 @@ MNIST = ROOT / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte").exists(), reason="needs data/mnist")
 TINY = ["--pool-size", "500", "--dev-size", "500", "--budget", "30", "--init", "10", "--query-size", "10",
         "--initial", "random", "--strategy", "margin", "--seeds", "3", "--chunk-size", "1", "--quiet"]
+# A tiny synthetic idx:DIR dataset (written by the fixtures below): no MNIST needed, compiles in seconds.
+SMALL = ["--pool-size", "40", "--dev-size", "20", "--budget", "12", "--init", "4", "--query-size", "4",
+         "--strategy", "margin", "--seeds", "4", "--chunk-size", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,8 @@ def error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
     nan_images = np.zeros((4000, 2, 2), np.float32)
     nan_images[3, 1, 1] = np.nan
     write_idx_dataset(tmp / "nan", nan_images)
+    write_idx_dataset(tmp / "short", np.zeros((8, 2, 2), np.float32))
+    (tmp / "short" / "t10k-labels-idx1-ubyte").write_bytes((tmp / "short" / "t10k-labels-idx1-ubyte").read_bytes()[:-1])
     (tmp / "a-file").write_text("")
     (tmp / "bad.toml").write_text('stratgy = "margin"\n')
     return {
@@ -84,7 +89,14 @@ def error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
         "init over budget": (["--init", "50", "--budget", "30"], "initial labels (50) exceed the budget (30)"),
         "budget not whole rounds": (["--budget", "35"], "use --budget 30 or 40"),
         "no seeds": (["--seeds", "0"], "--seeds must be positive"),
-        "missing data": (["--data-dir", tmp / "empty"], "make data"),
+        "missing data": (["--data-dir", tmp / "empty"], "python -m aljax.fetch --dataset mnist --dest"),
+        "identical seeds": (["--initial", "first", "--strategy", "margin", "--seeds", "3"], "--initial random"),
+        "n_classes below the dataset's": (["--n-classes", "5"], "smaller than the dataset's 10 classes"),
+        "zero learning rate": (["--learning-rate", "0"], "--learning-rate must be a positive number"),
+        "patience below 1": (["--patience", "0"], "--patience must be at least 1"),
+        "max_steps below 1": (["--max-steps", "0"], "--max-steps must be at least 1"),
+        "typo inside a combinator": (["--strategy", "subsample(marign)"], "did you mean 'margin'"),
+        "truncated idx file": (["--dataset", f"idx:{tmp / 'short'}"], "must hold the four MNIST-layout IDX files"),
         "corrupt data": (["--data-dir", tmp / "corrupt"], "wrong SHA-256 checksum"),
         "nan features": (["--dataset", f"idx:{tmp / 'nan'}", "--pool-size", "100"], "NaN"),
         "unwritable out": (["--out", tmp / "a-file" / "run"], "cannot write to output folder"),
@@ -104,7 +116,8 @@ def error_runs(tmp_path_factory, env):
 @pytest.mark.parametrize("case", [
     "unknown strategy", "unknown dataset", "budget over pool", "query over pool", "query not positive",
     "init over budget", "budget not whole rounds", "no seeds", "missing data", "corrupt data", "nan features",
-    "unwritable out", "unknown config key"])
+    "unwritable out", "unknown config key", "identical seeds", "n_classes below the dataset's", "zero learning rate",
+    "patience below 1", "max_steps below 1", "typo inside a combinator", "truncated idx file"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(error_runs, case):
     tmp, cases, runs = error_runs
     rc, out, err = runs[case]
@@ -201,7 +214,7 @@ def test_plot_draws_several_runs_on_one_figure(finished, env, tmp_path):
     rc, out, err = aljax(["plot", finished, "--out", png], env)
     assert rc == 0, err
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert "| run | 3 | 30 |" in png.with_suffix(".md").read_text() and "| run | 3 | 30 |" in out
+    assert "| margin | 3 | 30 |" in png.with_suffix(".md").read_text() and "| margin | 3 | 30 |" in out
 
 
 def test_progress_bar_ticks_over_chunks_and_rounds():
@@ -209,16 +222,131 @@ def test_progress_bar_ticks_over_chunks_and_rounds():
         def isatty(self):
             return True
 
-    assert Progress(2, 5, stream=io.StringIO()).hook is None  # not a terminal: no bar, no hook
-    assert Progress(2, 5, quiet=True, stream=Terminal()).hook is None
+    assert Progress(5, stream=io.StringIO()).hook is None  # not a terminal: no bar, no hook
+    assert Progress(5, quiet=True, stream=Terminal()).hook is None
     stream = Terminal()
-    progress = Progress(2, 5, stream=stream)
-    progress.start_chunk(0, 0, 9, 2)
+    progress = Progress(5, stream=stream)
+    progress.begin(2)
+    progress.start_chunk(0, 0, 9)
     progress.hook(np.int32(3))
     assert progress.bar.n == 3
     progress.end_chunk()
-    progress.start_chunk(1, 10, 19, 2)
+    progress.start_chunk(1, 10, 19)
     progress.hook(np.int32(1))
     assert progress.bar.n == 6
     progress.close()
     assert "chunk 2/2 seeds 10-19" in stream.getvalue()
+
+
+def test_progress_without_a_terminal_prints_a_line_per_chunk_with_an_eta():
+    stream = io.StringIO()
+    progress = Progress(5, stream=stream)
+    progress.begin(3)
+    for position in range(3):
+        progress.start_chunk(position, 4 * position, 4 * position + 3)
+        progress.end_chunk()
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("chunk 1/3 (seeds 0-3) done") and "ETA" in lines[0]
+
+
+# ----------------------------------------------------------------------------- the user's path, hardened
+
+
+def blobs_dataset(folder: Path) -> Path:
+    """A 4-class idx:DIR dataset of 2x2 float images, 60 training and 20 test images."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for split, n in (("train", 60), ("t10k", 20)):
+        y = (np.arange(n) % 4).astype(np.uint8)
+        x = (rng.normal(0, 0.3, (n, 2, 2)) + y[:, None, None]).astype(np.float32)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x0D))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y, 0x08))
+    return folder
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, env):
+    """A finished 4-seed run (chunks of 2) on the blobs dataset, and the arguments that made it."""
+    tmp = tmp_path_factory.mktemp("small")
+    args = ["--dataset", f"idx:{blobs_dataset(tmp / 'blobs')}", *SMALL]
+    rc, _, err = aljax(["run", *args, "--out", tmp / "run"], env)
+    assert rc == 0, err
+    return tmp, args
+
+
+def test_bad_input_leaves_a_previous_result_byte_identical(small, env):
+    tmp, args = small
+    run = tmp / "run"
+    (tmp / "zero").mkdir(exist_ok=True)
+    before = snapshot(run)
+    cases = {  # arguments -> text of the one-line error
+        ("run", *args, "--strategy", "subsample(marign)", "--out", run): "did you mean 'margin'",
+        ("run", *args, "--learning-rate", "-1", "--out", run): "--learning-rate must be a positive number",
+        ("run", *args, "--n-classes", "3", "--out", run): "smaller than the dataset's 4 classes",
+        ("run", *args, "--seeds", "2", "--out", run): "holds a different run",  # fewer seeds: not an extension
+        ("run", *args, "--chunk-size", "4", "--out", run): "holds a different run",
+        ("run", *args, "--initial", "first", "--out", run): "pass --initial random",
+        ("plot", run, tmp / "blobs", "--out", run / "curve.png"): "no aljax run",
+        ("plot", run, "--metric", "accuracy", "--out", run / "curve.png"): "unknown metric",
+        ("list", "--bogus"): "unrecognized arguments: --bogus",
+        ("reproduce", "--seeds", "1"): "need 2 <= --auto-seeds <= --seeds",
+    }
+    procs = {case: start(case, env) for case in cases}
+    for case, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (case, err)
+        assert err.count("\n") == 1 and cases[case] in err and "Traceback" not in err, (case, err)
+    assert snapshot(run) == before
+
+
+def test_more_seeds_extend_a_finished_run_as_if_run_at_once(small, env):
+    tmp, args = small
+    grown = tmp / "grown"
+    assert aljax(["run", *args, "--out", grown], env)[0] == 0
+    kept = {p: p.read_bytes() for p in (grown / store.CHUNKS).glob("chunk-*.npz")}
+    rc, _, err = aljax(["run", *args, "--seeds", "7", "--out", grown], env)
+    assert rc == 0, err
+    assert all(p.read_bytes() == b for p, b in kept.items())  # the 4 finished seeds were not recomputed
+    rc, _, err = aljax(["run", *args, "--seeds", "7", "--out", tmp / "at-once"], env)
+    assert rc == 0, err
+    assert (grown / store.METRICS).read_text() == (tmp / "at-once" / store.METRICS).read_text()
+    assert store.read_toml(grown / store.CONFIG)["seeds"] == 7
+
+
+def test_combinators_run_from_the_command_line_and_list_shows_them(small, env):
+    tmp, args = small
+    rc, _, err = aljax(["run", *args, "--strategy", "subsample(margin,20)", "--out", tmp / "sub"], env)
+    assert rc == 0, err
+    proc = subprocess.run(f"{sys.executable} -m aljax list | head -3", shell=True, cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert proc.stderr == "" and len(proc.stdout.splitlines()) == 3  # a closed pipe ends quietly
+    rc, out, _ = aljax(["list"], env)
+    assert "combinators" in out and "  subsample(...) " in out and "protocols:" in out
+
+
+def test_plot_names_runs_by_strategy_and_warns_when_they_differ(small, env, tmp_path):
+    tmp, args = small
+    other = tmp_path / "entropy"
+    assert aljax(["run", *args, "--strategy", "entropy", "--budget", "16", "--out", other], env)[0] == 0
+    rc, out, err = aljax(["plot", tmp / "run", other, "--out", tmp_path / "cmp.png"], env)
+    assert rc == 0, err
+    assert "warning: the runs differ in budget (12, 16)" in err
+    assert "| margin, budget=12 |" in out and "| entropy, budget=16 |" in out and "runs differ in budget" in out
+
+
+@pytest.mark.parametrize("delay", [0.3, 2.5])  # while importing; while compiling or running
+def test_ctrl_c_ends_the_run_with_130_and_a_rerun_resumes(small, env, tmp_path, delay):
+    tmp, args = small
+    proc = start(["run", *args, "--out", tmp_path / "run"], env)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert proc.returncode == 130, err
+    assert "rerun the same command to resume" in err and "Traceback" not in err

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from aljax.data import DataError, dev_data, features, load_dataset, load_mnist, make_pool, parse_idx, read_idx, seed_data
+from aljax.data import REPO_ROOT, DataError, dev_data, features, load_dataset, load_mnist, make_pool, parse_idx, read_idx, seed_data
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -86,8 +86,16 @@ def test_load_dataset_by_name(tmp_path):
     raw = load_dataset(f"idx:{tmp_path}")
     np.testing.assert_array_equal(raw.train_x, images)
     assert raw.train_y.tolist() == [1, 0] and raw.n_classes == 2
-    with pytest.raises(DataError, match="make data-fashion"):
+    with pytest.raises(DataError, match="python -m aljax.fetch --dataset fashion_mnist --dest .*nowhere"):
         load_dataset("fashion_mnist", tmp_path / "nowhere")
+    if not (REPO_ROOT / "data" / "fashion_mnist").exists():
+        with pytest.raises(DataError, match="make data-fashion"):
+            load_dataset("fashion_mnist", REPO_ROOT / "data", how="checkout")
+    with pytest.raises(DataError, match="or set ALJAX_DATA"):
+        load_dataset("fashion_mnist", tmp_path / "nowhere", how="user")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([1, 0]))[:-1])
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: .*truncated.*must hold the four MNIST-layout"):
+        load_dataset(f"idx:{tmp_path}")
     with pytest.raises(KeyError):
         load_dataset("minst")
 

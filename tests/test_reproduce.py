@@ -96,18 +96,21 @@ def test_clusters_purity_is_a_fraction(full):
     (["--seeds", "4", "--auto-seeds", "8"], "--auto-seeds"),
     (["--pool", "405"], "multiples"),
 ])
-def test_bad_arguments_fail_in_one_line(argv, message, tmp_path):
+def test_bad_arguments_fail_in_one_line(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         reproduce.main([*argv, "--out", str(tmp_path)])
-    text = str(exit_info.value.code)
-    assert text.startswith("error:") and message in text and "\n" not in text
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("aljax reproduce: error:") and message in err
+    assert err.count("\n") == 1
     assert not list(tmp_path.iterdir())
 
 
-def test_missing_data_fails_in_one_line(tmp_path):
+def test_missing_data_fails_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         reproduce.main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
-    assert "make data" in str(exit_info.value.code) and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "python -m aljax.fetch --dataset mnist --dest" in err and not (tmp_path / "out").exists()
 
 
 def test_article_sizes_attach_the_article_numbers():

@@ -148,5 +148,5 @@ def test_stored_runs_are_reused(tiny_study, capsys):
 def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
     assert study.main(["--settings", "C", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "make data-fashion" in err and err.count("\n") == 1
+    assert err.startswith("error: ") and "aljax.fetch --dataset fashion_mnist" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()

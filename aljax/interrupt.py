@@ -1,0 +1,51 @@
+"""Ctrl-C ends the command at once, at any point, with exit status 130 and one line on stderr.
+
+Python's own handling (``KeyboardInterrupt``) is not enough here. The interpreter runs its handler
+only between bytecodes of the main thread, so a Ctrl-C during XLA's compilation waits for it to
+finish; and a ``KeyboardInterrupt`` that unwinds while XLA's threads (compilation, a host callback
+of the progress bar) still run ends in interpreter finalisation under those threads: a segfault.
+A library that catches ``BaseException`` during import can also swallow it.
+
+So :func:`install` uses the signal's wakeup fd: the C-level handler writes a byte to a pipe as soon
+as SIGINT arrives, and a daemon thread blocked on that pipe prints the message and calls ``os._exit``
+(no finalisation, no atexit, no running XLA thread touched). Every file of a run is written
+atomically (:mod:`aljax.atomic`), so what is on disk is whole: finished chunks are kept, and a
+leftover temporary file is removed by the next run. Standard library only, so that it can be
+installed before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+MESSAGE = "aljax: interrupted; rerun the same command to resume (finished chunks and added labels are kept)"
+STATUS = 130
+_installed = False
+
+
+def install(message: str | None = None) -> None:
+    """Make SIGINT end the process with ``message`` and status 130 (main thread only; idempotent)."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)  # the thread below acts on it
+
+    def wait() -> None:
+        while True:
+            data = os.read(read, 512)
+            if signal.SIGINT in data:
+                break
+        try:
+            sys.stderr.write(("\n" if sys.stderr.isatty() else "") + (message or MESSAGE) + "\n")  # end a progress bar's line
+            sys.stderr.flush()
+        finally:
+            os._exit(STATUS)
+
+    threading.Thread(target=wait, name="aljax-interrupt", daemon=True).start()
+    _installed = True
