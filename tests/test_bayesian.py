@@ -24,12 +24,16 @@ def sure(label, c=2, k=1):
 # ----------------------------------------------------------------------------- samples
 
 
-def test_mc_dropout_masks_are_consistent_across_rows_and_chunks_and_differ_across_samples():
-    model = make_model("mlp(hidden=32,dropout=0.5)", 3)
-    params = model.init(jax.random.key(0), SAMPLE)
-    row = jax.random.normal(jax.random.key(1), (1, *SAMPLE))
-    x = jnp.concatenate([row, jax.random.normal(jax.random.key(2), (3, *SAMPLE)), row])  # rows 0 and 4 identical
-    logits = B.mc_dropout_logits(model, params, x, jax.random.key(3), 4)
+@pytest.mark.parametrize("spec, sample", [
+    ("mlp(hidden=32,dropout=0.5)", SAMPLE),  # aljax's own dropout
+    ("cnn_batchbald2019(filters1=2,filters2=2,kernel=2,hidden=8)", (10, 10, 1)),  # flax's nn.Dropout
+])
+def test_mc_dropout_masks_are_consistent_across_rows_and_chunks_and_differ_across_samples(spec, sample):
+    model = make_model(spec, 3)
+    params = model.init(jax.random.key(0), sample)
+    row = jax.random.normal(jax.random.key(1), (1, *sample))
+    x = jnp.concatenate([row, jax.random.normal(jax.random.key(2), (3, *sample)), row])  # rows 0 and 4 identical
+    logits = jax.jit(B.mc_dropout_logits, static_argnums=(0, 4))(model, params, x, jax.random.key(3), 4)
     assert logits.shape == (4, 5, 3)
     np.testing.assert_array_equal(logits[:, 0], logits[:, 4])  # same mask for every row of a sample
     assert not np.allclose(logits[0], logits[1])  # samples differ
