@@ -48,7 +48,8 @@ def test_ensemble_logits_are_each_members_eval_logits():
     logits = B.ensemble_logits(model, members, x, chunk=2)
     assert logits.shape == (2, 5, 3)
     for m in range(2):
-        np.testing.assert_allclose(logits[m], model.apply(jax.tree.map(lambda p: p[m], members), x), rtol=1e-6)
+        member = jax.tree.map(functools.partial(jnp.take, indices=m, axis=0), members)
+        np.testing.assert_allclose(logits[m], model.apply(member, x), rtol=1e-6)
 
 
 def test_sample_scores_per_chunk_equal_scores_of_the_whole_pool():
