@@ -168,9 +168,65 @@ def from_flax(module) -> Model:
     return Model(init, apply, embed)
 
 
+# ----------------------------------------------------------------------------- published CNNs
+
+
+def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int = 2, hidden: int = 128,
+                dropout_conv: float = 0.25, dropout_dense: float = 0.5) -> Model:
+    """The MNIST CNN of Gal, Islam & Ghahramani 2017 ("Deep Bayesian Active Learning with Image Data",
+    section 5.1): conv(32, 4×4)-relu-conv(32, 4×4)-relu-maxpool(2×2)-dropout(0.25)-dense(128)-relu-
+    dropout(0.5)-dense(C), valid convolutions (Keras ``border_mode='valid'``). The defaults follow the
+    paper's text; the authors' Keras scripts (Riashat/Deep-Bayesian-Active-Learning,
+    ``MC_Dropout_Keras/Dropout_Bald_Q10_N1000_Paper.py``) use ``kernel=3,pool=5,hidden=256`` and an
+    L2 weight decay of 3.5/n_train (a fitter's setting, not the network's). On 28×28×1 the flattened
+    features are 11·11·32 = 3872; the embedding is the dense layer's output after its ReLU (n, hidden).
+    """
+    import flax.linen as nn
+
+    class CNNGal2017(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID")(x))
+            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID")(x))
+            x = nn.max_pool(x, (pool, pool), (pool, pool))
+            x = nn.Dropout(dropout_conv, deterministic=not train)(x)
+            x = nn.relu(nn.Dense(hidden)(x.reshape(x.shape[0], -1)))
+            x = nn.Dropout(dropout_dense, deterministic=not train)(x)
+            return nn.Dense(n_classes)(x)
+
+    return from_flax(CNNGal2017())
+
+
+def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64, kernel: int = 5,
+                      hidden: int = 128, dropout_conv: float = 0.5, dropout_dense: float = 0.5) -> Model:
+    """The MNIST CNN of Kirsch, van Amersfoort & Gal 2019 (BatchBALD; ``BayesianNet`` in their repo's
+    ``src/mnist_model.py``, BlackHC/BatchBALD): conv(32, 5×5)-dropout2d-maxpool(2)-relu-conv(64, 5×5)-
+    dropout2d-maxpool(2)-relu-dense(128)-dropout-relu-dense(C), valid convolutions. Their conv dropout is
+    channel-wise (``MCDropout2d`` drops whole feature maps: here ``broadcast_dims`` over height and
+    width) and every dropout rate is their ``DROPOUT_PROB = 0.5`` (``src/mc_dropout.py``). On 28×28×1
+    the flattened features are 4·4·64 = 1024; the embedding is the dense layer's output (n, hidden).
+    """
+    import flax.linen as nn
+
+    class CNNBatchBALD2019(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            for width in (filters1, filters2):
+                x = nn.Conv(width, (kernel, kernel), padding="VALID")(x)
+                x = nn.Dropout(dropout_conv, broadcast_dims=(1, 2), deterministic=not train)(x)
+                x = nn.relu(nn.max_pool(x, (2, 2), (2, 2)))
+            x = nn.Dense(hidden)(x.reshape(x.shape[0], -1))
+            x = nn.relu(nn.Dropout(dropout_dense, deterministic=not train)(x))
+            return nn.Dense(n_classes)(x)
+
+    return from_flax(CNNBatchBALD2019())
+
+
 MODELS: dict[str, Callable[..., Model]] = {
     "softmax_regression": softmax_regression,
     "mlp": mlp,
+    "cnn_gal2017": cnn_gal2017,
+    "cnn_batchbald2019": cnn_batchbald2019,
 }
 
 

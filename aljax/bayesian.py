@@ -1,0 +1,218 @@
+"""Deep Bayesian active learning: sampled predictions, and the acquisition functions that reduce them.
+
+A Bayesian model gives K sampled logits per pool row, (K, N, C), through one of two helpers:
+
+* :func:`mc_dropout_logits` — K forward passes in train mode with *consistent* MC dropout: sample k
+  uses the same dropout mask for every row of the call (Gal et al. 2017; BatchBALD needs it);
+* :func:`ensemble_logits` — one forward pass per member of a deep ensemble (params with a leading
+  member axis, e.g. ``jax.vmap(model.init, in_axes=(0, None))(keys, sample_shape)``).
+
+Both take ``chunk=``: the pool is then scored ``chunk`` rows at a time under ``lax.map``, so a large
+pool never holds all its activations at once. :func:`sample_scores` goes one step further and reduces
+each chunk's samples to one score per row at once (K×chunk×C live instead of K×N×C).
+
+Acquisition functions, written for ONE example's sampled logits (K, C) -> () and lifted to the pool
+with ``jax.vmap(f, in_axes=1)`` (higher = ask first, as strategies' scores are):
+
+* :func:`bald` — mutual information between the label and the weights (Houlsby et al. 2011);
+* :func:`predictive_entropy` — entropy of the MC-averaged predictive ("max entropy");
+* :func:`variation_ratios` — 1 − the frequency of the modal predicted class (Freeman 1965; Gal 2017);
+* :func:`mean_std` — the mean over classes of the std over samples of the probabilities (Kampffmeyer
+  et al. 2016);
+
+and one batch acquisition on the whole pool's samples:
+
+* :func:`batchbald` — greedy BatchBALD (Kirsch et al. 2019): the batch indices (b,) in acquisition
+  order, with exact joint entropies while the label configurations are few and importance-sampled
+  ones beyond; :func:`joint_entropy` is its exact joint entropy of a few points, exposed for tests.
+
+Registering a strategy later is a few lines: e.g. BALD's score is
+``jax.vmap(bald, in_axes=1)(mc_dropout_logits(model, params, pool.x, key, k))``, and BatchBALD's
+selection is ``batchbald(jax.nn.log_softmax(samples), query_size, key, available=~labeled & valid)``.
+Everything here keeps static shapes and no host sync, so it runs under ``jit`` and ``vmap`` over seeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from aljax.models import Model
+
+Params = Any
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+def in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: int | None, row_axis: int = 0) -> jax.Array:
+    """``fn(x)`` computed ``chunk`` rows of ``x`` (N, *S) at a time with ``lax.map``; ``fn`` maps
+    (n, *S) to an array with its n rows on ``row_axis``. The last chunk is padded with copies of row 0
+    and the padding dropped, so any N works. ``chunk=None`` (or ≥ N) calls ``fn(x)`` once."""
+    n = x.shape[0]
+    if chunk is None or chunk >= n:
+        return fn(x)
+    n_chunks = -(-n // chunk)
+    padded = jnp.concatenate([x, jnp.broadcast_to(x[:1], (n_chunks * chunk - n, *x.shape[1:]))])
+    out = jax.lax.map(fn, padded.reshape(n_chunks, chunk, *x.shape[1:]))  # (n_chunks, ..., chunk, ...)
+    out = jnp.moveaxis(out, 0, row_axis)  # (..., n_chunks, chunk, ...)
+    out = out.reshape(*out.shape[:row_axis], n_chunks * chunk, *out.shape[row_axis + 2:])
+    return jax.lax.slice_in_dim(out, 0, n, axis=row_axis)
+
+
+def mc_dropout_logits(model: Model, params: Params, x: jax.Array, key: jax.Array, k: int, *,
+                      chunk: int | None = None) -> jax.Array:
+    """K train-mode forward passes of ``model`` on x (N, *S) -> logits (K, N, C), with consistent MC
+    dropout: sample k draws its masks from key_k for each row alone (a vmap over rows of a one-row
+    ``apply``), so every row — and every chunk — sees sample k's same mask."""
+    keys = jax.random.split(key, k)
+
+    def one_sample(key_k: jax.Array, x: jax.Array) -> jax.Array:  # (n, *S) -> (n, C)
+        return jax.vmap(lambda xi: model.apply(params, xi[None], key=key_k, train=True)[0])(x)
+
+    return in_chunks(lambda x: jax.vmap(one_sample, in_axes=(0, None))(keys, x), x, chunk, row_axis=1)
+
+
+def ensemble_logits(model: Model, members: Params, x: jax.Array, *, chunk: int | None = None) -> jax.Array:
+    """Eval-mode logits of each ensemble member on x (N, *S) -> (M, N, C); ``members`` are params
+    with a leading member axis M."""
+    return in_chunks(lambda x: jax.vmap(lambda p: model.apply(p, x))(members), x, chunk, row_axis=1)
+
+
+def sample_scores(samples: Callable[[jax.Array], jax.Array], score: Callable[[jax.Array], jax.Array],
+                  x: jax.Array, *, chunk: int | None = None) -> jax.Array:
+    """One score per row of x (N, *S) -> (N,): ``samples`` maps rows (n, *S) to logits (K, n, C) (e.g.
+    ``functools.partial(mc_dropout_logits, model, params, key=key, k=20)``) and ``score`` reduces one
+    example's (K, C) to a scalar (e.g. :func:`bald`); per chunk, so K×chunk×C is live, not K×N×C."""
+    return in_chunks(lambda x: jax.vmap(score, in_axes=1)(samples(x)), x, chunk)
+
+
+# ----------------------------------------------------------------------------- acquisition functions, one example
+
+
+def _entropy(log_p: jax.Array) -> jax.Array:
+    """Entropy (nats) of a distribution given by its log-probabilities (..., C) -> (...)."""
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def _mean_log_predictive(logits: jax.Array) -> jax.Array:
+    """log of the MC-averaged predictive, (K, C) -> (C,), by logsumexp over samples."""
+    return jax.nn.logsumexp(jax.nn.log_softmax(logits), axis=0) - jnp.log(logits.shape[0])
+
+
+def predictive_entropy(logits: jax.Array) -> jax.Array:
+    """H[ mean_k softmax(logits_k) ] for one example's sampled logits (K, C) -> ()."""
+    return _entropy(_mean_log_predictive(logits))
+
+
+def bald(logits: jax.Array) -> jax.Array:
+    """Mutual information I[y; w] = H[mean_k p_k] − mean_k H[p_k] for one example's sampled logits
+    (K, C) -> (), from log-softmax. Zero when all samples agree; at most the predictive entropy."""
+    return predictive_entropy(logits) - jnp.mean(_entropy(jax.nn.log_softmax(logits)))
+
+
+def variation_ratios(logits: jax.Array) -> jax.Array:
+    """1 − max_c (1/K)·#{k: argmax logits_k = c} for one example's sampled logits (K, C) -> ()."""
+    votes = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1])
+    return 1.0 - jnp.max(jnp.mean(votes, axis=0))
+
+
+def mean_std(logits: jax.Array) -> jax.Array:
+    """mean_c std_k softmax(logits_k)_c for one example's sampled logits (K, C) -> ()."""
+    return jnp.mean(jnp.std(jax.nn.softmax(logits), axis=0))
+
+
+# ----------------------------------------------------------------------------- BatchBALD
+
+
+def _extend(log_configs: jax.Array, log_p: jax.Array) -> jax.Array:
+    """Configurations of a batch extended by one point, exactly: log p(configs, y | w_k), (K, S) and
+    the point's (K, C) -> (K, S·C), configuration s·C + c being (config s, label c)."""
+    return (log_configs[:, :, None] + log_p[:, None, :]).reshape(log_configs.shape[0], -1)
+
+
+def _joint_entropy_with(log_configs: jax.Array, log_p: jax.Array, sampled: bool) -> jax.Array:
+    """H[y_batch, y] for S configurations of a batch, log p(config_s | w_k) (K, S), and one more point
+    log p(y | w_k) (K, C) -> (). Exact (``sampled=False``): the S configurations are all of them.
+    Sampled: they are drawn from p(y_batch), and H = E_{ŷ~p(y_batch)} Σ_y p(y | ŷ)(−log p(ŷ, y)),
+    Kirsch et al.'s importance-sampled estimate. Columns are rescaled by their max over k, so long
+    batches' tiny joint probabilities do not underflow."""
+    scale = jnp.max(log_configs, axis=0)  # (S,)
+    configs = jnp.exp(log_configs - scale)  # (K, S), max 1 per column
+    k = log_configs.shape[0]
+    q = configs.T @ jnp.exp(log_p) / k  # (S, C): p(config_s, y) / exp(scale_s)
+    log_q = scale[:, None] + jnp.log(q)  # log p(config_s, y)
+    if sampled:
+        weight = q / jnp.mean(configs, axis=0)[:, None] / log_configs.shape[1]  # p(y | ŷ_s) / S
+    else:
+        weight = q * jnp.exp(scale)[:, None]  # p(config_s, y)
+    return -jnp.sum(jnp.where(q > 0, weight * log_q, 0.0))
+
+
+def joint_entropy(log_probs: jax.Array) -> jax.Array:
+    """Exact H[y_1, ..., y_B] of B points under the K-sample mixture, log p(y_b | w_k) (K, B, C) -> (),
+    enumerating all C^B label configurations (keep B small)."""
+    k, b, _ = log_probs.shape
+    log_configs = jnp.zeros((k, 1))
+    for i in range(b - 1):
+        log_configs = _extend(log_configs, log_probs[:, i])
+    return _joint_entropy_with(log_configs, log_probs[:, -1], sampled=False)
+
+
+def batchbald(log_probs: jax.Array, batch_size: int, key: jax.Array, n_configs: int = 1000, *,
+              available: jax.Array | None = None, chunk: int | None = None) -> jax.Array:
+    """Greedy BatchBALD (Kirsch, van Amersfoort & Gal 2019, algorithm 1) -> pool indices (b,) in
+    acquisition order.
+
+    ``log_probs`` (K, N, C) are log-softmaxed sampled predictions (consistent MC dropout or an
+    ensemble). Step i adds the n maximising H[y_batch, y_n] − Σ_{j ∈ batch+n} E_w H[y_j | w]. Joint
+    entropies are exact over all C^i configurations of the batch while C^i ≤ ``n_configs``; beyond,
+    ``n_configs`` configurations are drawn from p(y_batch) (stratified over the K samples, extended one
+    label at a time) and the entropy importance-sampled. Rows where ``available`` (N,) is False are
+    never chosen. ``batch_size`` and ``n_configs`` are static; ``chunk`` scores candidates that many at
+    a time (memory chunk·S·C instead of N·S·C). Step 1 is BALD's argmax.
+    """
+    k, n, _ = log_probs.shape
+    expected = jnp.mean(_entropy(log_probs), axis=0)  # (N,) E_w H[y_n | w]
+    candidates = jnp.moveaxis(log_probs, 1, 0)  # (N, K, C)
+    taken = jnp.zeros((n,), bool) if available is None else ~available
+
+    def select(log_configs, sampled, taken):
+        def gain(log_p):
+            return _joint_entropy_with(log_configs, log_p, sampled)
+
+        joint = jax.lax.map(gain, candidates, batch_size=chunk or n)
+        i = jnp.argmax(jnp.where(taken, -jnp.inf, joint - expected))
+        return i, taken.at[i].set(True)
+
+    # Exact steps: the batch's C^i configurations fit in n_configs.
+    order, log_configs = [], jnp.zeros((k, 1))
+    while len(order) < batch_size and log_configs.shape[1] <= n_configs:
+        i, taken = select(log_configs, False, taken)
+        order.append(i)
+        log_configs = _extend(log_configs, log_probs[:, i])
+    order = jnp.stack(order)
+    if len(order) == batch_size:
+        return order
+
+    # Sampled steps: draw n_configs configurations of the batch from the exact table (≤ C·n_configs
+    # columns), configuration m from sample k_m = m mod K; extend each by a label drawn from that sample.
+    component = jnp.arange(n_configs) % k
+
+    def extend_sampled(key, log_configs, i):
+        label = jax.random.categorical(key, log_probs[component, i])  # (n_configs,)
+        return log_configs + log_probs[:, i, label]
+
+    key, k_draw = jax.random.split(key)
+    drawn = jax.random.categorical(k_draw, log_configs[component])  # (n_configs,) of the exact table
+    log_configs = log_configs[:, drawn]
+
+    def step(carry, key):
+        log_configs, taken = carry
+        i, taken = select(log_configs, True, taken)
+        return (extend_sampled(key, log_configs, i), taken), i
+
+    _, rest = jax.lax.scan(step, (log_configs, taken), jax.random.split(key, batch_size - len(order)))
+    return jnp.concatenate([order, rest])
