@@ -13,7 +13,6 @@ from pathlib import Path
 
 from aljax import labeling
 from aljax.data import DataError
-from aljax.strategies import STRATEGIES
 
 DEFAULT_PROJECT = "aljax-label"
 
@@ -111,7 +110,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = command("next", cmd_next, "fit on the labels so far and propose the next batch to label")
     p.add_argument("--n", type=int, default=10, help="batch size (default 10)")
-    p.add_argument("--strategy", default="margin", choices=list(STRATEGIES), help="query strategy (default margin)")
+    p.add_argument("--strategy", default="margin", help="query strategy spec (default margin; `aljax list`)")
 
     p = command("add", cmd_add, "add the expert's labels from a filled proposal CSV")
     p.add_argument("csv", help="the proposal CSV with its label column filled (empty cells stay unlabeled)")

@@ -54,7 +54,7 @@ from aljax.loop import Config, Hyper, components
 from aljax.models import MODELS
 from aljax.optim import OPTIMIZERS
 from aljax.stopping import cohen_kappa
-from aljax.strategies import STRATEGIES, kmeans_representatives, make_context, select
+from aljax.strategies import kmeans_representatives, make_context, resolve, select
 from aljax.fit import mean_weights
 
 CONFIG, ITEMS, FEATURES, LABELS, FIT, BATCHES = (
@@ -523,8 +523,10 @@ def proposal_key(project: Project) -> jax.Array:
 
 def propose(project: Project, n: int = 10, strategy: str = "margin") -> Proposal:
     """Fit on the labels so far (or reuse the up-to-date fit) and pick the next ``n`` unlabeled items."""
-    if strategy not in STRATEGIES:
-        raise LabelingError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    try:
+        resolve(strategy)  # a registry name, a combinator or an out-of-tree module:function
+    except ValueError as err:
+        raise LabelingError(str(err)) from None
     if n < 1:
         raise LabelingError(f"--n must be at least 1, got {n}")
     unlabeled = project.unlabeled

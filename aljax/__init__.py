@@ -1,0 +1,1 @@
+"""aljax: pool-based active learning in JAX, one compiled program per experiment."""
