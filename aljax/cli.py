@@ -26,7 +26,7 @@ from aljax import atomic, label_cli, store
 from aljax.data import DATASET_FORMS, DATASETS, DEFAULT_DATA_DIR, PROTOCOLS, DataError, Raw, load_dataset
 from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo
 from aljax.store import StoreError
-from aljax.strategies import STRATEGIES, resolve
+from aljax.strategies import STRATEGIES, resolve as resolve_strategy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def unknown(kind: str, name: str, valid) -> str:
 # ----------------------------------------------------------------------------- run settings
 
 # Registries that name-valued settings must come from (checked with a closest-match hint).
-CHOICES = {"protocol": PROTOCOLS, "initial": INITIAL, "oracle": ORACLES}  # strategies: resolve()
+CHOICES = {"protocol": PROTOCOLS, "initial": INITIAL, "oracle": ORACLES}  # strategies: resolve_strategy()
 # Settings that are not Config / Hyper fields: key -> (default, type, help).
 RUN_SETTINGS = {
     "dataset": ("mnist", str, "dataset name (`aljax list`)"),
@@ -134,7 +134,7 @@ def check(settings: dict) -> int:
         if settings[key] not in registry:
             raise CliError(unknown(key.replace("_", " "), settings[key], registry))
     try:
-        resolve(settings["strategy"])  # a registry name with settings, a combinator or module:function
+        resolve_strategy(settings["strategy"])  # a registry name with settings, a combinator or module:function
     except ValueError as err:
         raise CliError(str(err)) from None
     if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
