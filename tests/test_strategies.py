@@ -338,3 +338,19 @@ def test_the_loop_carries_the_strategy_state(tiny):
     assert int(state.strategy_state.seen) == config.budget - config.query_size
     plain, _ = jax.jit(make_run(dataclasses.replace(config, strategy="margin")))(tiny, Hyper(), jax.random.key(0))
     assert plain.strategy_state == ()
+
+
+def test_badge_without_embeddings_selects_as_kmeans_plus_plus_on_them():
+    from aljax import cluster
+
+    n, q = 400, 10
+    model = softmax_regression(C, init_scale=1.0)
+    x = jax.random.uniform(jax.random.key(0), (n, 16))
+    params = model.init(jax.random.key(1), (16,))
+    sel = jnp.arange(n) >= 20
+    ctx = make_ctx(params, x[:, :16], sel, q)
+    ctx = dataclasses.replace(ctx, model=model, logits=model.apply(params, x))
+    for seed in range(5):
+        key = jax.random.key(seed)
+        want = cluster.kmeans_plus_plus(key, gradient_embedding(ctx), q, weights=sel)
+        np.testing.assert_array_equal(select(STRATEGIES["badge"](key, ctx), sel, q), want)

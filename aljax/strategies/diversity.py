@@ -103,11 +103,23 @@ def gradient_embedding(ctx: Context) -> jax.Array:
 
 
 def badge(key: jax.Array, ctx: Context) -> jax.Array:
-    """BADGE (Ash et al. 2020): k-means++ seeding (:func:`aljax.cluster.kmeans_plus_plus`) over the
-    gradient embeddings of the unlabeled rows. Other rows rank by gradient norm."""
-    g = gradient_embedding(ctx)
-    batch = cluster.kmeans_plus_plus(key, g, ctx.query_size, weights=ctx.selectable)
-    return rank_batch(batch, jnp.linalg.norm(g, axis=-1))
+    """BADGE (Ash et al. 2020): k-means++ seeding over the gradient embeddings (e, 1) ⊗ r of the
+    unlabeled rows (:func:`gradient_embedding`). Other rows rank by gradient norm.
+
+    The (N, (E+1)·C) embeddings are never built: ‖a⊗r − b⊗s‖² = ‖a‖²‖r‖² + ‖b‖²‖s‖² − 2(a·b)(r·s),
+    so a distance to one center costs N·(E+C) (:func:`aljax.cluster.kmeans_plus_plus_by`).
+    """
+    p = jax.nn.softmax(ctx.logits)
+    r = p - jax.nn.one_hot(jnp.argmax(ctx.logits, -1), p.shape[-1], dtype=p.dtype)
+    e = ctx.embed()
+    a2 = jnp.sum(e * e, axis=1) + 1.0  # ‖(e, 1)‖²
+    norm2 = a2 * jnp.sum(r * r, axis=1)
+
+    def sq_distance_to(i):
+        return jnp.maximum(norm2 + norm2[i] - 2 * (e @ e[i] + 1.0) * (r @ r[i]), 0.0)
+
+    batch = cluster.kmeans_plus_plus_by(key, e.shape[0], ctx.query_size, sq_distance_to, ctx.selectable, e.dtype)
+    return rank_batch(batch, jnp.sqrt(norm2))
 
 
 # ----------------------------------------------------------------------------- k-means
