@@ -104,7 +104,7 @@ def gradient_embedding(ctx: Context) -> jax.Array:
 
 def badge(key: jax.Array, ctx: Context) -> jax.Array:
     """BADGE (Ash et al. 2020): k-means++ seeding over the gradient embeddings (e, 1) ⊗ r of the
-    unlabeled rows (:func:`gradient_embedding`). Other rows rank by gradient norm.
+    unlabeled rows (as :func:`gradient_embedding` defines them). Other rows rank by gradient norm.
 
     The (N, (E+1)·C) embeddings are never built: ‖a⊗r − b⊗s‖² = ‖a‖²‖r‖² + ‖b‖²‖s‖² − 2(a·b)(r·s),
     so a distance to one center costs N·(E+C) (:func:`aljax.cluster.kmeans_plus_plus_by`).
