@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from aljax import atomic, interrupt, seeds, store
-from aljax.combinators import COMBINATORS
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo
+from aljax.spec import settings_of
 from aljax.store import StoreError
-from aljax.strategies import STRATEGIES, resolve as resolve_strategy
+from aljax.strategies import is_stochastic, resolve as resolve_strategy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,16 +75,6 @@ def default_initial(protocol: str) -> str:
 
 
 # Strategies and combinators that draw random numbers (the others are deterministic given the labels).
-STOCHASTIC = {"random", "qbc_vote_entropy", "qbc_kl", "badge", "kmeans", "expected_error_reduction",
-              "subsample", "epsilon", "softmax_sampling", "power_sampling"}
-
-
-def is_stochastic(strategy: str) -> bool:
-    """Whether seeds of ``strategy`` (a name or a combinator expression) can differ from the same
-    initial labels: any random strategy or random combinator anywhere in the expression."""
-    return any(name in STOCHASTIC for name in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", strategy))
-
-
 def field_help(field: dataclasses.Field) -> str:
     """A Config / Hyper field's help text (its ``metadata["help"]``), or its name."""
     return field.metadata.get("help") or field.name.replace("_", " ")
@@ -146,26 +136,13 @@ def read_config_file(path: Path) -> dict:
     return table
 
 
-def strategy_error(name: str) -> str | None:
-    """None if ``name`` resolves (:func:`aljax.strategies.resolve`), else a one-line error with a
-    closest-match hint for the unknown name inside it (``subsample(marign)`` -> 'margin')."""
-    try:
-        resolve_strategy(name)
-        return None
-    except ValueError as err:
-        for token in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", name):
-            if token not in STRATEGIES and token not in COMBINATORS:
-                inner = f" in {name!r}" if token != name else ""
-                return unknown("strategy", token, [*STRATEGIES, *COMBINATORS]).split(" (choose")[0] + \
-                    f"{inner} (`aljax list` shows the strategies and combinators)"
-        return str(err)
-
-
 def check(settings: dict) -> int:
     """Validate the settings that need no data (names, counts, budget, hyper-parameters, whether the
     seeds can differ); return the number of rounds."""
-    if (error := strategy_error(settings["strategy"])) is not None:
-        raise CliError(error)
+    try:
+        resolve_strategy(settings["strategy"])  # a registry name with settings, a combinator or module:function
+    except ValueError as err:
+        raise CliError(str(err)) from None
     if settings["protocol"] not in PROTOCOLS:
         raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
     if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
@@ -383,11 +360,10 @@ def first_sentence(obj) -> str:
     return re.split(r"(?<!\bal)\. ", text)[0].rstrip(".") + "."  # "et al. 2020" does not end a sentence
 
 
-# Where the code keeps its registries: (heading, module, attribute, how a name is written). A registry
-# that a module does not (or no longer) define is skipped, so the listing follows the code.
+# Where the code keeps its registries: (heading, module, attribute, how a name is written).
 REGISTRIES = [
     ("strategies", "aljax.strategies", "STRATEGIES", "{}"),
-    ("combinators (wrap any strategy: e.g. subsample(margin,500))", "aljax.combinators", "COMBINATORS", "{}(...)"),
+    ("combinators (wrap any strategy: e.g. subsample(margin,500))", "aljax.strategies", "COMBINATORS", "{}(...)"),
     ("models", "aljax.models", "MODELS", "{}"),
     ("fitters", "aljax.fit", "FITTERS", "{}"),
     ("optimizers", "aljax.optim", "OPTIMIZERS", "{}"),
@@ -399,12 +375,18 @@ def registries() -> list[tuple[str, dict[str, str]]]:
     """Every registry the code has, as (heading, {name: one-line description})."""
     out = []
     for heading, module, attr, form in REGISTRIES:
-        try:
-            registry = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            continue
-        out.append((heading, {form.format(name): first_sentence(fn) for name, fn in registry.items()}))
+        registry = getattr(importlib.import_module(module), attr)
+        out.append((heading, {form.format(name): first_sentence(fn) + settings_text(fn) for name, fn in registry.items()}))
     return out
+
+
+def settings_text(entry) -> str:
+    """`` Settings: k=v, ...`` of a registry entry's keyword settings (a model, fitter or strategy)."""
+    score = getattr(entry, "score", entry)  # a StatefulStrategy's settings are its score's
+    accepted = settings_of(score)
+    if not accepted or not callable(score):
+        return ""
+    return " Settings: " + ", ".join(f"{k}={v}" for k, v in accepted.items()) + "."
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -15,16 +17,22 @@ def sq_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
 
 def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int, weights: jax.Array | None = None) -> jax.Array:
     """Indices (k,) of k-means++ seeds among rows of x (N, D); rows with weight 0 are never chosen."""
-    n = x.shape[0]
-    weights = jnp.ones((n,)) if weights is None else weights.astype(x.dtype)
+    return kmeans_plus_plus_by(key, x.shape[0], k, lambda i: jnp.sum((x - x[i]) ** 2, axis=1), weights, x.dtype)
+
+
+def kmeans_plus_plus_by(key: jax.Array, n: int, k: int, sq_distance_to: Callable[[jax.Array], jax.Array],
+                        weights: jax.Array | None = None, dtype=jnp.float32) -> jax.Array:
+    """k-means++ seeding (k,) over n rows known only through ``sq_distance_to(i) -> (n,)``, every row's
+    squared distance to row i (so the rows need not be materialised, e.g. BADGE's outer products)."""
+    weights = jnp.ones((n,)) if weights is None else weights.astype(dtype)
     keys = jax.random.split(key, k)
     first = jax.random.choice(keys[0], n, p=weights / jnp.sum(weights))
-    d2 = jnp.sum((x - x[first]) ** 2, axis=1)
+    d2 = sq_distance_to(first)
 
     def body(d2, key):
         p = d2 * weights
         i = jax.random.choice(key, n, p=p / jnp.maximum(jnp.sum(p), 1e-30))
-        return jnp.minimum(d2, jnp.sum((x - x[i]) ** 2, axis=1)), i
+        return jnp.minimum(d2, sq_distance_to(i)), i
 
     _, rest = jax.lax.scan(body, d2, keys[1:])
     return jnp.concatenate([first[None], rest])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,8 @@ from aljax.models import Model, Params, flatten, make_model
 from aljax.optim import check_optimizer, make_optimizer
 from aljax.spec import unknown
 from aljax.stopping import cohen_kappa
-from aljax.strategies import Context, Strategy, kmeans_representatives, make_context, resolve, select
+from aljax.strategies import (Context, StatefulStrategy, Strategy, kmeans_representatives, make_context, resolve, select,
+                              stateful)
 
 INITIAL = ("first", "random", "kmeans")
 ORACLES = ("true", "model")
@@ -114,7 +115,7 @@ class Components(NamedTuple):
     model: Model
     fitter: Fitter
     optimizer: Callable[[jax.Array], optax.GradientTransformation]
-    strategy: Strategy
+    strategy: Strategy | StatefulStrategy
 
 
 @functools.cache
@@ -137,7 +138,9 @@ class State:
     labeled (N,) bool; order (L,) int32: pool indices in acquisition order (rows >= n_labeled are 0);
     targets (L,) int32: the label each acquired row was given (true or auto); n_labeled () int32;
     key: the strategies' key stream; fit_key: the fitters' (minibatches, dropout, re-initialisation),
-    a separate stream so that a stochastic fitter does not shift the strategies' draws.
+    a separate stream so that a stochastic fitter does not shift the strategies' draws;
+    strategy_state: a :class:`~aljax.strategies.StatefulStrategy`'s state (a pytree of arrays), ``()``
+    for a plain strategy.
     """
 
     params: Params
@@ -148,6 +151,7 @@ class State:
     n_labeled: jax.Array
     key: jax.Array
     fit_key: jax.Array
+    strategy_state: Any = ()
 
 
 @jax.tree_util.register_dataclass
@@ -252,6 +256,13 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
     return acquire(state, first, data.pool.y[first])
 
 
+def same_layout(a, b) -> bool:
+    """Whether pytrees ``a`` and ``b`` have the same structure, shapes and dtypes (static)."""
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    return jax.tree.structure(a) == jax.tree.structure(b) and all(
+        jnp.shape(x) == jnp.shape(y) and jnp.result_type(x) == jnp.result_type(y) for x, y in zip(leaves_a, leaves_b))
+
+
 def make_rounds(config: Config, on_round=None, start: int | None = None):
     """``rounds(data, hyper, state, logits=None) -> (state, info)``: ``config.rounds`` query rounds
     from ``state``. ``logits`` (N, C), the pool logits under ``state.params``, are computed if not
@@ -262,21 +273,26 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
     rounds add. ``start`` (static) is the number of labels the state holds; by default its buffer
     length: a state that ``make_run`` or ``make_rounds`` returned is full, so pass it as it is.
 
+    A stateful strategy continues from ``state.strategy_state`` when it has the layout of the
+    strategy's own state (``init``), and starts from ``init`` otherwise.
+
     ``on_round(i)``, if given, is called on the host (``jax.debug.callback``) as round ``i`` starts
     (``i`` rounds done): a progress hook. ``i`` does not depend on the seed, so under vmap it is
     called once per round, not once per seed.
     """
     parts = components(config)
+    strategy = stateful(parts.strategy)
 
     def al_round(data: Data, hyper: Hyper, state: State, logits: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
         key, k_score = jax.random.split(state.key)
         ctx = context(parts, data, state, logits, config.query_size)
-        idx = select(parts.strategy(k_score, ctx), ctx.selectable, config.query_size)
+        scores, strategy_state = strategy.score(k_score, ctx, state.strategy_state)
+        idx = select(scores, ctx.selectable, config.query_size)
         if config.oracle == "true":
             targets = data.pool.y[idx]
         else:
             targets = jnp.argmax(logits[idx], axis=-1)
-        state = acquire(dataclasses.replace(state, key=key), idx, targets)
+        state = acquire(dataclasses.replace(state, key=key, strategy_state=strategy_state), idx, targets)
         return fit_round(parts, data, hyper, state, logits)
 
     def step(data: Data, hyper: Hyper, carry: tuple[State, jax.Array], i: jax.Array):
@@ -289,6 +305,9 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
         if logits is None:
             logits = parts.model.apply(state.params, data.pool.x)
         held = state.order.shape[-1] if start is None else start
+        fresh = strategy.init(context(parts, data, state, logits, config.query_size))
+        if not same_layout(fresh, state.strategy_state):  # a new run, or another strategy's state
+            state = dataclasses.replace(state, strategy_state=fresh)
         edges, infos = config.phase_edges(), []
         for lo, hi in zip(edges[:-1], edges[1:]):
             state = grow(state, max(state.order.shape[-1], held + hi * config.query_size))

@@ -350,3 +350,30 @@ def test_ctrl_c_ends_the_run_with_130_and_a_rerun_resumes(small, env, tmp_path, 
         pytest.skip("the run finished before the signal")
     assert proc.returncode == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
+
+
+def test_an_out_of_tree_strategy_runs_through_the_cli(env, tmp_path):
+    """``--strategy mymod:my_margin`` (a copy of margin on PYTHONPATH) acquires as ``--strategy margin``."""
+    (tmp_path / "mymod.py").write_text(
+        "import jax\nimport jax.numpy as jnp\n\n"
+        "def my_margin(key, ctx):\n"
+        "    def one(logits):\n"
+        "        p = jax.nn.softmax(logits)\n"
+        "        first = jnp.argmax(p)\n"
+        "        return jnp.max(jnp.where(jnp.arange(p.shape[0]) == first, -jnp.inf, p)) - p[first]\n"
+        "    return jax.vmap(one)(ctx.logits)\n"
+    )
+    write_idx_dataset(tmp_path / "tiny", np.random.default_rng(0).uniform(size=(400, 2, 2)))
+    env = env | {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    args = ["run", "--dataset", f"idx:{tmp_path / 'tiny'}", "--pool-size", "200", "--dev-size", "100", "--budget",
+            "40", "--init", "10", "--query-size", "10", "--initial", "random", "--seeds", "2", "--chunk-size", "2",
+            "--quiet"]
+    procs = {s: start([*args, "--strategy", s, "--out", tmp_path / s.replace(":", "_")], env)
+             for s in ("margin", "mymod:my_margin")}
+    for proc in procs.values():
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    with np.load(tmp_path / "margin" / store.ORDERS) as a, np.load(tmp_path / "mymod_my_margin" / store.ORDERS) as b:
+        np.testing.assert_array_equal(a["order"], b["order"])
+    rc, _, err = aljax([*args, "--strategy", "subsample(mymod:my_margn)", "--out", tmp_path / "bad"], env)
+    assert rc == 2 and "has no 'my_margn'" in err and err.count("\n") == 1

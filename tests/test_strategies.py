@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aljax import committee
+from aljax.strategies import committee
 from aljax.models import from_functions, softmax_regression
 from aljax.strategies import (
     STRATEGIES,
@@ -24,15 +24,13 @@ from aljax.strategies import (
     select,
 )
 from aljax.fit import mean_weights, softmax_xent
+from aljax.testing import check_strategy
 
 N, D, C, L, Q = 48, 6, 4, 12, 3
 MODEL = softmax_regression(C)
 # Every registry entry, plus each combinator once.
 NAMES = [*STRATEGIES, "subsample(least_confidence,20)", "epsilon(margin,0.5)", "alternate(kcenter,entropy)",
-         "softmax_sampling(entropy,3)", "power_sampling(entropy,2)"]
-# Strategies whose randomness is drawn per pool INDEX (candidate subsets, k-means++ seeds, noise): their
-# scores cannot follow a permutation of the pool for one key; they are checked by hand below instead.
-RANDOMIZED = {"random", "expected_error_reduction", "badge", "kmeans", *NAMES[len(STRATEGIES):]}
+         "epsilon(kcenter,0.5)", "softmax_sampling(entropy,3)", "power_sampling(entropy,2)"]
 # Strategies that give -inf to rows outside a random candidate subset.
 SUBSET = {"subsample(least_confidence,20)": 20}
 
@@ -68,57 +66,13 @@ def pool():
     return x, ~labeled & ~padding, random_params(kp)
 
 
-@functools.cache
-def scorer(name):
-    """One jitted ``(key, params, x, selectable) -> (N,)`` per strategy, shared by the tests."""
-    strategy = resolve(name)
-    return jax.jit(lambda key, params, x, sel: strategy(key, make_ctx(params, x, sel)))
+# Strategies that choose a whole batch (rank_batch).
+BATCH_AWARE = {"kcenter", "badge", "kmeans", "alternate(kcenter,entropy)"}
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_contract(name, pool):
-    x, sel, params = pool
-    key = jax.random.key(1)
-    scores = scorer(name)(key, params, x, sel)
-    assert scores.shape == (N,)
-    assert not jnp.any(jnp.isnan(scores)) and not jnp.any(scores == jnp.inf)
-    finite = int(jnp.sum(jnp.isfinite(scores) & sel))
-    assert finite == min(SUBSET.get(name, N), int(jnp.sum(sel)))
-    # jit equals eager; the same key gives the same scores
-    eager = resolve(name)(key, make_ctx(params, x, sel))
-    np.testing.assert_allclose(eager, scores, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(scorer(name)(key, params, x, sel), scores)
-    # never selects labeled or padding rows, never twice
-    idx = np.asarray(select(scores, sel, Q))
-    assert np.all(np.asarray(sel)[idx]) and len(set(idx.tolist())) == Q
-    # ... even when only Q rows are selectable
-    few = jnp.zeros((N,), bool).at[jnp.array([7, 20, 30])].set(True)
-    idx = np.asarray(select(scorer(name)(key, params, x, few), few, Q))
-    assert sorted(idx.tolist()) == [7, 20, 30]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_vmap_equals_unbatched(name, pool):
-    x, sel, _ = pool
-    keys = jax.random.split(jax.random.key(2), 3)
-    params = jax.vmap(random_params)(keys)
-    batched = jax.vmap(scorer(name), in_axes=(0, 0, None, None))(keys, params, x, sel)
-    for i in range(3):
-        single = scorer(name)(keys[i], jax.tree.map(lambda a: a[i], params), x, sel)
-        np.testing.assert_allclose(batched[i], single, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", sorted(set(NAMES) - RANDOMIZED))
-def test_permuting_the_pool_permutes_the_scores(name, pool):
-    x, sel, params = pool
-    perm = jax.random.permutation(jax.random.key(3), N)
-    # the training buffer holds the rows' features, so it is unchanged by permuting the pool
-    strategy = resolve(name)
-    key = jax.random.key(4)
-    ctx = make_ctx(params, x, sel)
-    permute = lambda x, s: strategy(key, dataclasses.replace(ctx, x=x, logits=MODEL.apply(params, x), selectable=s))
-    permuted = jax.jit(permute)(x[perm], sel[perm])
-    np.testing.assert_allclose(permuted, scorer(name)(key, params, x, sel)[perm], rtol=1e-5, atol=1e-5)
+def test_contract(name):
+    check_strategy(name, candidates=SUBSET.get(name), batch_aware=name in BATCH_AWARE)
 
 
 # ----------------------------------------------------------------------------- hand-computed values
@@ -250,6 +204,153 @@ def test_combinators(pool):
 def test_resolve_names():
     assert resolve("subsample( least_confidence , 500 )") is resolve("subsample(least_confidence,500)")
     for bad in ("nope", "subsample(nope)", "subsample(margin", "alternate(margin)"):
-        with pytest.raises(ValueError, match="strategy|arguments") as err:
+        with pytest.raises(ValueError, match="strategy|arguments|malformed") as err:
             resolve(bad)
         assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- settings, names, out-of-tree
+
+
+def test_settings_defaults_are_the_plain_strategy(pool):
+    x, sel, params = pool
+    ctx = make_ctx(params, x, sel)
+    key = jax.random.key(7)
+    for plain, spelled in (("qbc_kl", "qbc_kl(members=5,steps=20,learning_rate=0.05,optimizer=adam)"),
+                           ("expected_error_reduction", "expected_error_reduction(candidates=256,eval_rows=256,"
+                                                        "step_size=0.5)")):
+        np.testing.assert_array_equal(resolve(spelled)(key, ctx), resolve(plain)(key, ctx))
+    # a setting changes the committee: 7 members, 30 SGD steps
+    other = resolve("qbc_kl(members=7,steps=30,optimizer=sgd)")(key, ctx)
+    assert other.shape == (N,) and not np.array_equal(other, resolve("qbc_kl")(key, ctx))
+    few = resolve("expected_error_reduction(candidates=5)")(key, ctx)
+    assert int(jnp.sum(jnp.isfinite(few))) == 5
+
+
+def test_resolve_errors_are_one_line_with_a_hint():
+    for bad, text in (("marign", "did you mean 'margin'"), ("subsample(marign)", "did you mean 'margin'"),
+                      ("alternate(kcenter,entrpy)", "did you mean 'entropy'"),
+                      ("qbc_kl(member=3)", "no setting 'member'"), ("margin(3)", "KEY=VALUE"),
+                      ("no_such_module_xyz:score", "cannot import"), ("subsample(margin", "malformed")):
+        with pytest.raises(ValueError, match=text) as err:
+            resolve(bad)
+        assert "\n" not in str(err.value)
+
+
+def test_an_out_of_tree_strategy_resolves_everywhere(tmp_path, monkeypatch, pool):
+    (tmp_path / "my_strategies.py").write_text(
+        "import jax\n"
+        "from aljax.strategies import margin\n"
+        "def my_margin(key, ctx, *, scale=1.0):\n"
+        "    return scale * jax.vmap(margin)(ctx.logits)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    x, sel, params = pool
+    ctx = make_ctx(params, x, sel)
+    key = jax.random.key(0)
+    np.testing.assert_array_equal(resolve("my_strategies:my_margin")(key, ctx), STRATEGIES["margin"](key, ctx))
+    np.testing.assert_array_equal(resolve("subsample(my_strategies:my_margin,20)")(key, ctx),
+                                  resolve("subsample(margin,20)")(key, ctx))
+    np.testing.assert_array_equal(resolve("my_strategies:my_margin(scale=2.0)")(key, ctx),
+                                  2 * STRATEGIES["margin"](key, ctx))
+    check_strategy("my_strategies:my_margin")
+    with pytest.raises(ValueError, match="has no 'nope'"):
+        resolve("my_strategies:nope")
+
+
+def test_each_strategy_module_imports_alone_and_combinators_import_only_base():
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    modules = ["base", "uncertainty", "committee", "model_change", "diversity", "combinators", "registry"]
+    code = ("import sys\n"
+            f"for m in {modules!r}:\n"
+            "    for name in [n for n in sys.modules if n.startswith('aljax')]:\n"
+            "        del sys.modules[name]\n"
+            "    __import__('aljax.strategies.' + m)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[1],
+                   env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    tree = ast.parse((pathlib.Path(__file__).parents[1] / "aljax/strategies/combinators.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {m for m in imported if m.startswith("aljax")} == {"aljax.strategies.base"}
+
+
+# ----------------------------------------------------------------------------- stateful strategies
+
+
+def kcenter_reference(ctx: Context) -> jax.Array:
+    """k-center as it was before it kept state: distances to every labeled row, every round."""
+    from aljax import cluster
+    from aljax.strategies import rank_batch
+
+    e = ctx.embed()
+    d2 = jnp.min(jnp.where(ctx.train_w[None, :] > 0, cluster.sq_distances(e, ctx.embed(ctx.train_x)), jnp.inf), axis=1)
+    d2 = jnp.where(jnp.isfinite(d2), d2, jnp.max(jnp.where(jnp.isfinite(d2), d2, 0.0)))
+
+    def take(d2, _):
+        i = jnp.argmax(jnp.where(ctx.selectable, d2, -jnp.inf))
+        return jnp.minimum(d2, jnp.sum((e - e[i]) ** 2, axis=1)), i
+
+    d2, batch = jax.lax.scan(take, d2, length=ctx.query_size)
+    return rank_batch(batch, d2)
+
+
+@pytest.mark.parametrize("name", ["kcenter", "alternate(kcenter,margin)"])
+def test_stateful_kcenter_selects_as_the_full_recompute_over_rounds(name):
+    from aljax.strategies import StatefulStrategy, make_context
+
+    n, q, rounds, first = 300, 7, 5, 4
+    model = softmax_regression(C, init_scale=1.0)
+    x = jax.random.uniform(jax.random.key(0), (n, 16))
+    params = model.init(jax.random.key(1), (16,))
+    logits = model.apply(params, x)
+    strategy = resolve(name)
+    assert isinstance(strategy, StatefulStrategy)
+
+    @jax.jit
+    def both(order, labeled, n_labeled, state):
+        ctx = make_context(model, params, x, logits, ~labeled, order, order % C, n_labeled, q)
+        scores, state = strategy.score(jax.random.key(2), ctx, state)
+        return select(scores, ~labeled, q), select(kcenter_reference(ctx), ~labeled, q), state
+
+    order = jnp.zeros((first + rounds * q,), jnp.int32).at[:first].set(jnp.arange(first))
+    labeled = jnp.zeros((n,), bool).at[:first].set(True)
+    n_labeled = first
+    state = strategy.init(make_context(model, params, x, logits, ~labeled, order, order % C, n_labeled, q))
+    for _ in range(rounds):
+        got, want, state = both(order, labeled, jnp.int32(n_labeled), state)
+        if name == "kcenter" or (n_labeled // q) % 2 == 1:  # the rounds where alternate uses kcenter
+            np.testing.assert_array_equal(got, want)
+        order = order.at[n_labeled:n_labeled + q].set(got)
+        labeled = labeled.at[got].set(True)
+        n_labeled += q
+    assert int(jax.tree.leaves(state)[-1]) == n_labeled - q  # the state has seen every labeled row so far
+
+
+def test_the_loop_carries_the_strategy_state(tiny):
+    from aljax.fit import Hyper
+    from aljax.loop import Config, make_run
+
+    config = Config(strategy="kcenter", n_initial=4, query_size=3, rounds=3, initial="random", n_classes=3)
+    state, _ = jax.jit(make_run(config))(tiny, Hyper(), jax.random.key(0))
+    assert int(state.strategy_state.seen) == config.budget - config.query_size
+    plain, _ = jax.jit(make_run(dataclasses.replace(config, strategy="margin")))(tiny, Hyper(), jax.random.key(0))
+    assert plain.strategy_state == ()
+
+
+def test_badge_without_embeddings_selects_as_kmeans_plus_plus_on_them():
+    from aljax import cluster
+
+    n, q = 400, 10
+    model = softmax_regression(C, init_scale=1.0)
+    x = jax.random.uniform(jax.random.key(0), (n, 16))
+    params = model.init(jax.random.key(1), (16,))
+    sel = jnp.arange(n) >= 20
+    ctx = make_ctx(params, x[:, :16], sel, q)
+    ctx = dataclasses.replace(ctx, model=model, logits=model.apply(params, x))
+    for seed in range(5):
+        key = jax.random.key(seed)
+        want = cluster.kmeans_plus_plus(key, gradient_embedding(ctx), q, weights=sel)
+        np.testing.assert_array_equal(select(STRATEGIES["badge"](key, ctx), sel, q), want)

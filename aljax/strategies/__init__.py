@@ -1,0 +1,42 @@
+"""Query strategies: ``score(key, ctx) -> (N,)``, higher = ask first, one function + one registry line.
+
+* :mod:`~aljax.strategies.base`: :class:`Context`, :data:`Strategy`, :class:`StatefulStrategy`,
+  :func:`per_sample`, :func:`select`, :func:`rank_batch`, :func:`make_context`;
+* families: :mod:`~aljax.strategies.uncertainty`, :mod:`~aljax.strategies.committee`,
+  :mod:`~aljax.strategies.model_change`, :mod:`~aljax.strategies.diversity`;
+* :mod:`~aljax.strategies.combinators` (importing only ``base``) and
+  :mod:`~aljax.strategies.registry` (:data:`STRATEGIES`, :data:`PER_SAMPLE`, :data:`COMBINATORS`,
+  :func:`resolve`, which also takes out-of-tree ``package.module:function`` names).
+
+``aljax.testing.check_strategy`` runs the contract tests on any strategy.
+"""
+
+from aljax.strategies.base import (
+    Context,
+    StatefulStrategy,
+    Strategy,
+    make_context,
+    per_sample,
+    rank_batch,
+    select,
+    stateful,
+)
+from aljax.strategies.committee import qbc_kl, qbc_vote_entropy
+from aljax.strategies.diversity import (
+    badge,
+    density_weighted,
+    gradient_embedding,
+    kcenter,
+    kmeans,
+    kmeans_representatives,
+)
+from aljax.strategies.model_change import expected_error_reduction, expected_gradient_length
+from aljax.strategies.registry import COMBINATORS, PER_SAMPLE, STRATEGIES, is_stochastic, resolve
+from aljax.strategies.uncertainty import confidence, entropy, least_confidence, margin, random
+
+__all__ = [
+    "COMBINATORS", "PER_SAMPLE", "STRATEGIES", "Context", "StatefulStrategy", "Strategy", "badge", "confidence",
+    "density_weighted", "entropy", "expected_error_reduction", "expected_gradient_length", "gradient_embedding", "is_stochastic",
+    "kcenter", "kmeans", "kmeans_representatives", "least_confidence", "make_context", "margin", "per_sample",
+    "qbc_kl", "qbc_vote_entropy", "random", "rank_batch", "resolve", "select", "stateful",
+]
