@@ -6,7 +6,7 @@ split over the ``seeds`` axis and/or pool rows over the ``pool`` axis, one compi
 :func:`run_seeds` returns the complete results (all seeds) as numpy on every process::
 
     initialize("10.0.0.1:1234", num_processes=2, process_id=rank)
-    state, info = run_seeds(config, data, Hyper(), keys, make_mesh(seeds=jax.device_count()))
+    state, info = run_seeds(config, data, Hyper(), 64, make_mesh(seeds=jax.device_count()))
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from aljax.data import Data
-from aljax.loop import Config, Hyper, State, RoundInfo, make_run
+from aljax.loop import Config, Hyper, RoundInfo, State, make_run
+from aljax.seeds import chunk_program
 from aljax.sharding import shard_data, shard_seeds
 
 
@@ -30,12 +31,15 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
 
 
-def run_seeds(config: Config, data: Data, hyper: Hyper, keys: jax.Array, mesh: Mesh) -> tuple[State, RoundInfo]:
-    """``make_run(config)`` vmapped over ``keys`` (S,) on ``mesh`` (which may span processes).
+def run_seeds(config: Config, data: Data, hyper: Hyper, n_seeds: int, mesh: Mesh, seed: int = 0
+              ) -> tuple[State, RoundInfo]:
+    """``make_run(config)`` for seeds 0..n_seeds-1 as ONE chunk of :mod:`aljax.seeds` (seed i's key is
+    ``fold_in(key(seed), i)``, as everywhere), the seeds split over ``mesh``'s ``seeds`` axis and the
+    pool over its ``pool`` axis (the mesh may span processes).
 
     Returns (state, info) as numpy arrays with a leading seed axis, identical on every process.
     """
-    run = jax.jit(jax.vmap(make_run(config), in_axes=(None, None, 0)))
-    state, info = run(shard_data(data, mesh), hyper, shard_seeds(keys, mesh))
+    program = chunk_program(make_run(config))
+    state, info = program(shard_data(data, mesh), hyper, jax.random.key(seed), shard_seeds(np.arange(n_seeds), mesh))
     state = jax.tree.map(lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a, state)
     return jax.tree.map(np.asarray, multihost_utils.process_allgather((state, info), tiled=True))

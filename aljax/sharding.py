@@ -59,12 +59,14 @@ def shard_data(data: Data, mesh: Mesh) -> Data:
     return Data(pool=pool, eval=put(data.eval, replicated), test=put(data.test, replicated))
 
 
-def shard_seeds(keys: jax.Array, mesh: Mesh) -> jax.Array:
-    """Typed seed keys (S,) split over the ``seeds`` axis (S must be a multiple of its size)."""
-    if keys.shape[0] % mesh.shape["seeds"]:
-        raise ValueError(f"{keys.shape[0]} seeds do not split over {mesh.shape['seeds']} devices")
-    impl = jax.random.key_impl(keys)
-    return jax.random.wrap_key_data(put(jax.random.key_data(keys), NamedSharding(mesh, P("seeds"))), impl=impl)
+def shard_seeds(seeds, mesh: Mesh) -> jax.Array:
+    """Seed indices or typed seed keys (S,) split over the ``seeds`` axis (S a multiple of its size)."""
+    if seeds.shape[0] % mesh.shape["seeds"]:
+        raise ValueError(f"{seeds.shape[0]} seeds do not split over {mesh.shape['seeds']} devices")
+    rows = NamedSharding(mesh, P("seeds"))
+    if not jax.dtypes.issubdtype(seeds.dtype, jax.dtypes.prng_key):
+        return put(jnp.asarray(seeds), rows)
+    return jax.random.wrap_key_data(put(jax.random.key_data(seeds), rows), impl=jax.random.key_impl(seeds))
 
 
 def put(tree, sharding: NamedSharding):

@@ -36,8 +36,7 @@ def main():
     if args.coordinator:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     mesh = make_mesh(seeds=args.seeds_axis)
-    keys = jax.random.split(jax.random.key(0), N_SEEDS)
-    state, info = distributed.run_seeds(CONFIG, small_data(), Hyper(), keys, mesh)
+    state, info = distributed.run_seeds(CONFIG, small_data(), Hyper(), N_SEEDS, mesh)
     np.savez(args.out, order=state.order, eval_correct=info.eval_correct, devices=jax.device_count())
 
 

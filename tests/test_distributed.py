@@ -35,9 +35,8 @@ def test_two_processes_split_pool_equal_single_process(tmp_path):
         for i, out in enumerate(outs)
     ]
     # Meanwhile, the same experiment in this single process (one device).
-    keys = jax.random.split(jax.random.key(0), distributed_worker.N_SEEDS)
     mesh = make_mesh(devices=jax.devices()[:1])
-    state, info = distributed.run_seeds(distributed_worker.CONFIG, distributed_worker.small_data(), Hyper(), keys, mesh)
+    state, info = distributed.run_seeds(distributed_worker.CONFIG, distributed_worker.small_data(), Hyper(), distributed_worker.N_SEEDS, mesh)
     try:
         logs = [p.communicate(timeout=150)[0].decode() for p in procs]
     except subprocess.TimeoutExpired:
