@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data test reproduce reproduce-table bench bench-quick clean
+.PHONY: install data lint test reproduce reproduce-table bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ install: $(STAMP)
 data: install
 	$(PY) -m aljax.fetch
 
-test: install data
+# ruff (settings in pyproject.toml): unused or undefined names, pycodestyle, bugbear
+lint: install
+	$(PY) -m ruff check aljax tests experiments
+
+test: install data lint
 	$(PY) -m pytest -q
 
 reproduce: install data

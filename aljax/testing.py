@@ -27,7 +27,6 @@ package's own tests call it on each registry entry):
 
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -16,3 +16,12 @@ from aljax.labeling.report import (
     write_proposal)
 from aljax.labeling.session import (
     FitState, Oracle, Proposal, SimulatedOracle, cold_start, current_fit, label_round, load_fit, propose)
+
+__all__ = [
+    "BATCHES", "CONFIG", "Criterion", "CsvOracle", "FEATURES", "FIT", "FitState", "HISTORY", "ITEMS", "LABELS",
+    "Label", "LabelingError", "Oracle", "PROPOSAL_COLUMNS", "Project", "Proposal", "Settings", "SimulatedOracle",
+    "Status", "add_labels", "batch_path", "check_answers", "cold_start", "contact_sheet", "current_fit", "export",
+    "fix_label", "format_status", "init_project", "label_round", "load_array", "load_fit", "load_images",
+    "load_project", "propose", "read_answers", "relink", "require_files", "status", "stopping_criteria",
+    "write_proposal",
+]
