@@ -41,7 +41,7 @@ import numpy_reference as ref  # noqa: E402
 from aljax.data import Data, DataError, Pool, features, load_mnist, make_pool, make_split, seed_data  # noqa: E402
 from aljax.loop import Config, Hyper, components, context, make_rounds, make_run  # noqa: E402
 from aljax.strategies import select  # noqa: E402
-from aljax.fit import make_fitter, mean_weights  # noqa: E402
+from aljax.fit import mean_weights
 
 D, C = 784, 10
 AUTO = dict(strategy="most_confident", n_initial=1, query_size=10, oracle="model")
