@@ -4,7 +4,10 @@ A fitter is ``fit(model, optimizer, params, opt_state, key, x, y, w, eval_split,
 over a fixed-size training buffer x (L, *sample_shape), y (L,), w (L,) (padding rows have w = 0). Every
 fitter is one bounded ``lax.while_loop`` with static shapes, so it jits and vmaps over seeds, and
 early-stops on ``eval_split`` with patience, returning the BEST params and the optimiser state after the
-last step (the article neither restores nor resets it: it carries over to the next round).
+last step (the article neither restores nor resets it: it carries over to the next round). A
+:class:`Fitter` also exposes the pieces of that loop (``start``, ``epoch``, ``running``, ``result``),
+so the continuous seeds program (:func:`aljax.loop.make_seeds_run`) can step fits that start and stop
+at different times; the call is built from the same pieces, so both give the same numbers.
 
 * ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit;
 * ``minibatch(batch_size=..,epoch_points=..,max_epochs=..,reinit=..,weight_decay=..)``: shuffled
