@@ -59,9 +59,13 @@ RUN_SETTINGS = {
     "budget": (400, int, "labels after the last round; rounds = (budget - init) / query_size"),
     "seeds": (10, int, "number of seeds (a vmap axis); more seeds on a finished run extend it"),
     "seed": (0, int, "base seed; seed i uses fold_in(key(seed), i)"),
-    "chunk_size": (25, int, "seeds per compiled call; each finished chunk is checkpointed (on a CPU, "
-                   "chunks of 4-8 run fastest per seed; on a GPU, as many seeds as fit in memory)"),
+    "chunk_size": (None, int, "seeds per compiled call; each finished chunk is checkpointed; default by "
+                   f"backend, {seeds.describe_plans()}; a run keeps the chunk size it started with"),
+    "schedule": (None, str, "continuous (a seed whose fit stopped goes on to its next round while the others "
+                 "fit) or lockstep (a chunk's fits wait for its slowest seed); default by backend (see "
+                 "--chunk-size); a run keeps the schedule it started with"),
 }
+SCHEDULES = ("continuous", "lockstep")
 FLAG_ALIASES = {"n_initial": ["--init"]}
 DERIVED = {"rounds"}  # Config fields computed from other settings
 # The command line's own defaults where they differ from Config's: Config keeps the article's
@@ -136,6 +140,25 @@ def read_config_file(path: Path) -> dict:
     return table
 
 
+def resolve_plan(settings: dict, out: Path, force: bool = False) -> None:
+    """Fill ``chunk_size`` and ``schedule`` when neither a flag nor --config gave them: from the run
+    already in ``out`` (a run keeps its plan; a run from before schedules existed stays lockstep),
+    else from the backend's plan (:func:`aljax.seeds.plan`)."""
+    old = {}
+    if not force and (out / store.CONFIG).is_file():
+        try:
+            old = store.read_toml(out / store.CONFIG)
+        except (OSError, ValueError):
+            old = {}
+    default = seeds.plan()
+    if settings["chunk_size"] is None:
+        settings["chunk_size"] = old.get("chunk_size", default.chunk_size)
+    if settings["schedule"] is None and not old:
+        settings["schedule"] = "continuous" if default.continuous else "lockstep"
+    elif settings["schedule"] is None:
+        settings["schedule"] = old.get("schedule")  # None (left out of config.toml): lockstep
+
+
 def check(settings: dict) -> int:
     """Validate the settings that need no data (names, counts, budget, hyper-parameters, whether the
     seeds can differ); return the number of rounds."""
@@ -143,6 +166,8 @@ def check(settings: dict) -> int:
         resolve_strategy(settings["strategy"])  # a registry name with settings, a combinator or module:function
     except ValueError as err:
         raise CliError(str(err)) from None
+    if settings["schedule"] not in (None, *SCHEDULES):
+        raise CliError(unknown("schedule", settings["schedule"], SCHEDULES))
     if settings["protocol"] not in PROTOCOLS:
         raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
     if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
@@ -210,6 +235,7 @@ def gigabytes(n: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args)
+    resolve_plan(settings, Path(args.out), args.force)
     rounds = check(settings)
     data_dir, how = find_data_dir(args.data_dir)
     raw = load_dataset(settings["dataset"], data_dir, how)
@@ -240,11 +266,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pending:
         import jax
 
-        from aljax.loop import make_run
         from aljax.progress import Progress
 
         progress = Progress(config.rounds, quiet=args.quiet)
-        run = make_run(config, progress.hook)
+        run = seeds.make_program(config, progress.hook, continuous=settings["schedule"] == "continuous")
         t0 = time.perf_counter()
         compiled = seeds.compile_chunks(run, data, hyper, chunk, chunk_outputs)
         compile_s = time.perf_counter() - t0
@@ -340,7 +365,8 @@ def register_run(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", default=False, help="no progress, config or table output")
     types = all_settings()
     for name, (default, _, text) in RUN_SETTINGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=types[name][1], help=f"{text} (default: {default})")
+        shown = "" if default is None else f" (default: {default})"
+        p.add_argument(f"--{name.replace('_', '-')}", type=types[name][1], help=f"{text}{shown}")
     fields = {f.name: f for cls in (Config, Hyper) for f in dataclasses.fields(cls)}
     for name, (default, kind) in (config_fields() | hyper_fields()).items():
         flags = FLAG_ALIASES.get(name, []) + [f"--{name.replace('_', '-')}"]
@@ -420,7 +446,7 @@ def register_list(subparsers) -> None:
 # ----------------------------------------------------------------------------- aljax plot
 
 # Settings that do not change what a curve means (differences in them are not reported).
-NOT_COMPARED = {"chunk_size"}
+NOT_COMPARED = {"chunk_size", "schedule"}
 
 
 def read_run(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -4,7 +4,10 @@ A fitter is ``fit(model, optimizer, params, opt_state, key, x, y, w, eval_split,
 over a fixed-size training buffer x (L, *sample_shape), y (L,), w (L,) (padding rows have w = 0). Every
 fitter is one bounded ``lax.while_loop`` with static shapes, so it jits and vmaps over seeds, and
 early-stops on ``eval_split`` with patience, returning the BEST params and the optimiser state after the
-last step (the article neither restores nor resets it: it carries over to the next round).
+last step (the article neither restores nor resets it: it carries over to the next round). A
+:class:`Fitter` also exposes the pieces of that loop (``start``, ``epoch``, ``running``, ``result``),
+so the continuous seeds program (:func:`aljax.loop.make_seeds_run`) can step fits that start and stop
+at different times; the call is built from the same pieces, so both give the same numbers.
 
 * ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit;
 * ``minibatch(batch_size=..,epoch_points=..,max_epochs=..,reinit=..,weight_decay=..)``: shuffled
@@ -91,38 +94,85 @@ class FitResult:
     steps: jax.Array
 
 
-Fitter = Callable[..., FitResult]
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FitCarry:
+    """A fit in progress (one seed): the params and optimiser state after the last epoch, the best
+    params and their eval correct count, the patience left, the optimiser steps and epochs taken, and
+    the fitter's key (``None`` for a fitter that draws nothing: the loop then carries no key)."""
+
+    params: Params
+    opt_state: optax.OptState
+    best: Params
+    best_correct: jax.Array
+    trials: jax.Array
+    steps: jax.Array
+    epochs: jax.Array
+    key: jax.Array | None = None
 
 
-def _early_stopped(train_epoch: Callable, model: Model, params: Params, opt_state, key: jax.Array | None,
-                   eval_split: Split, hyper: Hyper, max_epochs: int | None = None) -> FitResult:
-    """Repeat ``train_epoch(params, opt_state, key) -> (params, opt_state, steps)``, evaluating after
-    each, until ``hyper.patience`` evaluations in a row fail to strictly improve eval accuracy (or
-    ``hyper.max_steps`` steps, or ``max_epochs`` epochs); return the best params. ``key=None``: the
-    epochs draw nothing (and the loop carries no key, so its body is just the training step)."""
+@dataclasses.dataclass(frozen=True)
+class Fitter:
+    """An early-stopped fitter, as one call and as the pieces of its ``lax.while_loop``.
 
-    def cond(carry):
-        trials, steps, epochs = carry[4:7]
-        more = (trials > 0) & (steps < hyper.max_steps)
-        return more if max_epochs is None else more & (epochs < max_epochs)
+    ``fitter(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper) -> FitResult`` runs
+    the whole fit. The pieces let a caller step many fits that start and stop at different times
+    (:func:`aljax.loop.make_seeds_run`): ``start(...)`` (the same arguments) ``-> FitCarry``;
+    ``epoch(model, optimizer, carry, x, y, w, eval_split, hyper) -> FitCarry``, one training epoch and
+    one evaluation; ``running(carry, hyper)``, whether another epoch is due; ``result(carry) ->
+    FitResult``. The call is ``result(while_loop(running, epoch, start(...)))``, so both ways give the
+    same numbers.
 
-    def body(carry):
-        params, opt_state, best, best_correct, trials, steps, epochs, *key = carry
-        if key:
-            key[0], k_epoch = jax.random.split(key[0])
-        params, opt_state, taken = train_epoch(params, opt_state, k_epoch if key else None)
+    Built from ``train_epoch(model, optimizer, x, y, w) -> step(params, opt_state, key) -> (params,
+    opt_state, steps taken)``; ``begin(model, optimizer, params, opt_state, key, x) -> (params,
+    opt_state, key)`` may replace the starting point (re-initialisation); ``uses_key``: whether the
+    epochs draw random numbers; ``max_epochs``: a bound on epochs (None: only ``hyper.max_steps``).
+    """
+
+    train_epoch: Callable
+    begin: Callable | None = None
+    uses_key: bool = False
+    max_epochs: int | None = None
+
+    def start(self, model: Model, optimizer: optax.GradientTransformation, params: Params,
+              opt_state: optax.OptState, key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array,
+              eval_split: Split, hyper: Hyper) -> FitCarry:
+        if self.begin is not None:
+            params, opt_state, key = self.begin(model, optimizer, params, opt_state, key, x)
+        return FitCarry(params, opt_state, params, n_correct(model.apply, params, eval_split),
+                        jnp.asarray(hyper.patience, jnp.int32), jnp.int32(0), jnp.int32(0),
+                        key if self.uses_key else None)
+
+    def running(self, carry: FitCarry, hyper: Hyper) -> jax.Array:
+        more = (carry.trials > 0) & (carry.steps < hyper.max_steps)
+        return more if self.max_epochs is None else more & (carry.epochs < self.max_epochs)
+
+    def epoch(self, model: Model, optimizer: optax.GradientTransformation, carry: FitCarry, x: jax.Array,
+              y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper) -> FitCarry:
+        key, k_epoch = jax.random.split(carry.key) if self.uses_key else (None, None)
+        step = self.train_epoch(model, optimizer, x, y, w)
+        params, opt_state, taken = step(carry.params, carry.opt_state, k_epoch)
         correct = n_correct(model.apply, params, eval_split)
-        better = correct > best_correct
-        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, best)
-        best_correct = jnp.where(better, correct, best_correct)
-        trials = jnp.where(better, hyper.patience, trials - 1)
-        epochs = epochs if max_epochs is None else epochs + 1
-        return params, opt_state, best, best_correct, trials, steps + taken, epochs, *key
+        better = correct > carry.best_correct
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, carry.best)
+        return FitCarry(params, opt_state, best, jnp.where(better, correct, carry.best_correct),
+                        jnp.where(better, hyper.patience, carry.trials - 1), carry.steps + taken,
+                        carry.epochs if self.max_epochs is None else carry.epochs + 1, key)
 
-    start = (params, opt_state, params, n_correct(model.apply, params, eval_split),
-             jnp.asarray(hyper.patience, jnp.int32), jnp.int32(0), jnp.int32(0), *([] if key is None else [key]))
-    _, opt_state, best, best_correct, _, steps, *_ = jax.lax.while_loop(cond, body, start)
-    return FitResult(best, opt_state, best_correct, steps)
+    @staticmethod
+    def result(carry: FitCarry) -> FitResult:
+        return FitResult(carry.best, carry.opt_state, carry.best_correct, carry.steps)
+
+    def __call__(self, model: Model, optimizer: optax.GradientTransformation, params: Params,
+                 opt_state: optax.OptState, key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array,
+                 eval_split: Split, hyper: Hyper) -> FitResult:
+        """Repeat epochs, evaluating after each, until ``hyper.patience`` evaluations in a row fail to
+        strictly improve eval accuracy (or ``hyper.max_steps`` steps, or ``max_epochs`` epochs);
+        return the best params."""
+        start = self.start(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper)
+        return self.result(jax.lax.while_loop(
+            lambda c: self.running(c, hyper),
+            lambda c: self.epoch(model, optimizer, c, x, y, w, eval_split, hyper), start))
 
 
 def patience() -> Fitter:
@@ -130,18 +180,17 @@ def patience() -> Fitter:
     ``hyper.patience`` steps in a row fail to strictly improve eval accuracy. Eval mode throughout
     (no dropout); ``key`` is unused."""
 
-    def fit(model: Model, optimizer: optax.GradientTransformation, params: Params, opt_state: optax.OptState,
-            key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper) -> FitResult:
+    def train_epoch(model, optimizer, x, y, w):
         grad_fn = jax.grad(lambda p: weighted_loss(model.apply, p, x, y, w))
 
-        def train_epoch(params, opt_state, key):
+        def step(params, opt_state, key):
             del key
             updates, opt_state = optimizer.update(grad_fn(params), opt_state, params)
             return optax.apply_updates(params, updates), opt_state, jnp.int32(1)
 
-        return _early_stopped(train_epoch, model, params, opt_state, None, eval_split, hyper)
+        return step
 
-    return fit
+    return Fitter(train_epoch)
 
 
 def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int = 100, reinit: bool = False,
@@ -153,12 +202,14 @@ def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int
     params (``model.init``) and optimiser state, as Gal et al. 2017 and BatchBALD do."""
     steps_per_epoch = -(-epoch_points // batch_size)
 
-    def fit(model: Model, optimizer: optax.GradientTransformation, params: Params, opt_state: optax.OptState,
-            key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper) -> FitResult:
+    def begin(model, optimizer, params, opt_state, key, x):
         k_init, key = jax.random.split(key)
         if reinit:
             params = model.init(k_init, x.shape[1:])
             opt_state = optimizer.init(params)
+        return params, opt_state, key
+
+    def train_epoch(model, optimizer, x, y, w):
         labeled = w > 0
         n = jnp.maximum(jnp.sum(labeled), 1)
 
@@ -168,7 +219,7 @@ def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int
                 value += 0.5 * weight_decay * sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
             return value
 
-        def train_epoch(params, opt_state, key):
+        def epoch(params, opt_state, key):
             k_shuffle, k_steps = jax.random.split(key)
             shuffled = jnp.argsort(jnp.where(labeled, jax.random.uniform(k_shuffle, labeled.shape), 2.0))
 
@@ -183,9 +234,9 @@ def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int
             (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), steps)
             return params, opt_state, jnp.int32(steps_per_epoch)
 
-        return _early_stopped(train_epoch, model, params, opt_state, key, eval_split, hyper, max_epochs)
+        return epoch
 
-    return fit
+    return Fitter(train_epoch, begin=begin, uses_key=True, max_epochs=max_epochs)
 
 
 FITTERS: dict[str, Callable[..., Fitter]] = {"patience": patience, "minibatch": minibatch}

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from aljax.data import Data
-from aljax.fit import Fitter, Hyper, make_fitter, mean_weights, n_correct
+from aljax.fit import FitCarry, Fitter, FitResult, Hyper, make_fitter, mean_weights, n_correct
 from aljax.models import Model, Params, flatten, make_model
 from aljax.optim import check_optimizer, make_optimizer
 from aljax.spec import unknown
@@ -188,17 +188,24 @@ def fit_round(parts: Components, data: Data, hyper: Hyper, state: State,
     """Fit on the labeled buffer (gathered through ``order``) and report the round's metrics.
 
     ``before`` (N, C): the pool logits under ``state.params`` (the fit's start). Returns the new
-    state, the round's info and the pool logits (N, C) under the fitted params: the one pool pass
-    of a round, reused by the next round's strategy.
+    state, the round's info and the pool logits (N, C) under the fitted params: the one pass over the
+    pool of a round, reused by the next round's strategy.
     """
-    model = parts.model
     mask = jnp.arange(state.order.shape[0]) < state.n_labeled
     fit_key, k_fit = jax.random.split(state.fit_key)
-    result = parts.fitter(model, parts.optimizer(hyper.learning_rate), state.params, state.opt_state, k_fit,
+    result = parts.fitter(parts.model, parts.optimizer(hyper.learning_rate), state.params, state.opt_state, k_fit,
                           data.pool.x[state.order], state.targets, mean_weights(mask), data.eval, hyper)
+    return finish_round(parts, data, dataclasses.replace(state, fit_key=fit_key), result, before)
+
+
+def finish_round(parts: Components, data: Data, state: State, result: FitResult,
+                 before: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
+    """The state after a fit's ``result``, the round's info and the pool logits under the fitted params."""
+    model = parts.model
+    mask = jnp.arange(state.order.shape[0]) < state.n_labeled
     logits = model.apply(result.params, data.pool.x)
     confidence = jnp.max(jax.nn.softmax(logits), axis=-1)
-    state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state, fit_key=fit_key)
+    state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
     info = RoundInfo(
         n_labeled=state.n_labeled,
         eval_correct=result.correct,
@@ -227,6 +234,17 @@ def context(parts: Components, data: Data, state: State, logits: jax.Array, quer
     """The strategy's view of ``state``: :func:`aljax.strategies.make_context` on the pool."""
     return make_context(parts.model, state.params, data.pool.x, logits, data.pool.valid & ~state.labeled,
                         state.order, state.targets, state.n_labeled, query_size)
+
+
+def query(config: Config, strategy: StatefulStrategy, data: Data, state: State, logits: jax.Array) -> State:
+    """One acquisition: score the pool (``logits`` under ``state.params``), select ``query_size`` rows
+    and label them (true labels, or the model's argmax)."""
+    key, k_score = jax.random.split(state.key)
+    ctx = context(components(config), data, state, logits, config.query_size)
+    scores, strategy_state = strategy.score(k_score, ctx, state.strategy_state)
+    idx = select(scores, ctx.selectable, config.query_size)
+    targets = data.pool.y[idx] if config.oracle == "true" else jnp.argmax(logits[idx], axis=-1)
+    return acquire(dataclasses.replace(state, key=key, strategy_state=strategy_state), idx, targets)
 
 
 def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> State:
@@ -284,16 +302,7 @@ def make_rounds(config: Config, on_round=None, start: int | None = None):
     strategy = stateful(parts.strategy)
 
     def al_round(data: Data, hyper: Hyper, state: State, logits: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
-        key, k_score = jax.random.split(state.key)
-        ctx = context(parts, data, state, logits, config.query_size)
-        scores, strategy_state = strategy.score(k_score, ctx, state.strategy_state)
-        idx = select(scores, ctx.selectable, config.query_size)
-        if config.oracle == "true":
-            targets = data.pool.y[idx]
-        else:
-            targets = jnp.argmax(logits[idx], axis=-1)
-        state = acquire(dataclasses.replace(state, key=key, strategy_state=strategy_state), idx, targets)
-        return fit_round(parts, data, hyper, state, logits)
+        return fit_round(parts, data, hyper, query(config, strategy, data, state, logits), logits)
 
     def step(data: Data, hyper: Hyper, carry: tuple[State, jax.Array], i: jax.Array):
         if on_round is not None:
@@ -335,4 +344,152 @@ def make_run(config: Config, on_round=None):
         info = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, infos)
         return state, info
 
+    return run
+
+
+class _Lanes(NamedTuple):
+    """The seeds a continuous program is running, one per lane (leading axis: lanes).
+
+    seed: the seed each lane runs (S, the number of seeds, when idle); state: its state, whose
+    ``fit_key`` is already split for the running fit; fit: the running fit; x: its label buffer's
+    rows; logits: the pool logits under ``state.params`` (the fit's start); round: fits it finished."""
+
+    seed: jax.Array
+    state: State
+    fit: FitCarry
+    x: jax.Array
+    logits: jax.Array
+    round: jax.Array
+
+
+class _Loop(NamedTuple):
+    lanes: _Lanes
+    states: State  # (S, ...): initial states of seeds not started, final states of seeds done
+    info: RoundInfo  # (S, rounds + 1)
+    next: jax.Array  # the next seed to start
+    epochs: jax.Array  # loop iterations (each runs one fitter epoch on every lane)
+
+
+def _where(mask: jax.Array, new, old):
+    """``new`` where ``mask`` (leading axis), else ``old``, leaf by leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def _put(buffers, index: jax.Array, values):
+    """``buffers[index] = values`` leaf by leaf; out-of-range indices are dropped."""
+    return jax.tree.map(lambda b, v: b.at[index].set(v, mode="drop"), buffers, values)
+
+
+def _take(buffers, index: jax.Array):
+    return jax.tree.map(lambda b: b[jnp.minimum(index, b.shape[0] - 1)], buffers)
+
+
+def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | None = None, stats: bool = False):
+    """``run(data, hyper, keys (S,)) -> (state, info)``: the experiment of :func:`make_run` for S
+    seeds, each seed's results equal to ``make_run``'s up to the float rounding of batched products,
+    with a leading seed axis. Seeds never wait for one another (continuous batching).
+
+    One ``lax.while_loop`` steps ``lanes`` seeds at a time, written over a leading lanes axis: every
+    iteration, each lane whose fit is running takes one fitter epoch (``patience``: one step and one
+    evaluation); lanes whose fit has stopped are then finished, ``batch`` at a time inside a loop that
+    runs only while some lane is ready (a scalar condition, so the pool-sized work of a round — the
+    pool logits, the metrics, the strategy, the next fit's start — is done only for those lanes): the
+    round's info is written, and the seed goes on to its next round while the others keep fitting. A
+    seed that has done all its rounds hands its lane to the next seed not yet started; lanes idle only
+    when no seed is left. ``S`` is static (the keys' length); ``lanes`` is capped at S.
+
+    ``stats=True`` also returns the loop's iterations (fitter epochs executed per lane), from which
+    the fraction of epochs spent on idle or waiting lanes follows. ``on_round(i)``: a progress hook
+    called as the mean seed starts round ``i``. ``phases`` must be 1 (the label buffers keep one length).
+    """
+    if config.phases != 1:
+        raise ValueError("the continuous seeds program needs phases=1 (one label-buffer length)")
+    parts = components(config)
+    fitter, model, strategy = parts.fitter, parts.model, stateful(parts.strategy)
+    if not isinstance(fitter, Fitter):
+        raise ValueError(f"fitter {config.fitter!r} has no epoch pieces (aljax.fit.Fitter); use make_run")
+    rounds = config.rounds
+
+    def weights(state: State) -> jax.Array:
+        return mean_weights(jnp.arange(state.order.shape[0]) < state.n_labeled)
+
+    def run(data: Data, hyper: Hyper, keys: jax.Array):
+        n_seeds = keys.shape[0]
+        width = min(lanes, n_seeds)
+        slots = max(1, min(width, batch if batch is not None else -(-width // 4)))
+        optimizer = parts.optimizer(hyper.learning_rate)
+
+        def begin(state: State):  # one seed: split its fit key, gather the buffer, start the fit
+            fit_key, k_fit = jax.random.split(state.fit_key)
+            x = data.pool.x[state.order]
+            fit = fitter.start(model, optimizer, state.params, state.opt_state, k_fit, x, state.targets,
+                               weights(state), data.eval, hyper)
+            return dataclasses.replace(state, fit_key=fit_key), fit, x
+
+        def finish(state: State, fit: FitCarry, before: jax.Array, r: jax.Array):  # one seed's round ends
+            state, info, logits = finish_round(parts, data, state, fitter.result(fit), before)
+            fresh = strategy.init(context(parts, data, state, logits, config.query_size))
+            state = dataclasses.replace(state, strategy_state=_where(r == 0, fresh, state.strategy_state))
+            return state, info, logits, query(config, strategy, data, state, logits)
+
+        def pool_logits(params):
+            return jax.vmap(lambda p: model.apply(p, data.pool.x))(params)
+
+        # Every seed's initial state (its strategy state zeros of the right layout until its first fit).
+        states = jax.vmap(lambda k: init_state(config, data, hyper, k))(keys)
+        one = jax.tree.map(lambda a: a[0], states)
+        layout = jax.eval_shape(lambda: strategy.init(
+            context(parts, data, one, model.apply(one.params, data.pool.x), config.query_size)))
+        states = dataclasses.replace(states, strategy_state=jax.tree.map(
+            lambda s: jnp.zeros((n_seeds, *s.shape), s.dtype), layout))
+        first = jax.tree.map(lambda a: a[:width], states)
+        state, fit, x = jax.vmap(begin)(first)
+        lanes0 = _Lanes(jnp.arange(width, dtype=jnp.int32), state, fit, x, pool_logits(first.params),
+                        jnp.zeros((width,), jnp.int32))
+        info_layout = jax.eval_shape(lambda: jax.vmap(finish)(state, fit, lanes0.logits, lanes0.round)[1])
+        info = jax.tree.map(lambda s: jnp.zeros((n_seeds, rounds + 1), s.dtype), info_layout)
+
+        def ready(lanes: _Lanes) -> jax.Array:
+            return (lanes.seed < n_seeds) & ~jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
+
+        def finish_some(loop: _Loop) -> _Loop:  # up to `slots` ready lanes finish their round
+            lanes = loop.lanes
+            idx = jnp.nonzero(ready(lanes), size=slots, fill_value=width)[0]
+            valid = idx < width
+            mine = _take(lanes, idx)
+            state, round_info, logits, queried = jax.vmap(finish)(mine.state, mine.fit, mine.logits, mine.round)
+            seed = jnp.where(valid, mine.seed, n_seeds)
+            info = jax.tree.map(lambda buf, v: buf.at[seed, mine.round].set(v, mode="drop"), loop.info, round_info)
+            more = mine.round < rounds
+            done = valid & ~more
+            states = _put(loop.states, jnp.where(done, seed, n_seeds), state)
+            # A lane whose seed is done starts the next seed not yet started (if any).
+            new = loop.next + jnp.cumsum(done) - 1
+            new = jnp.where(done & (new < n_seeds), new, n_seeds)
+            fresh = _take(states, new)
+            fresh_logits = jax.lax.cond(jnp.any(new < n_seeds), lambda: pool_logits(fresh.params),
+                                        lambda: jnp.zeros_like(logits))
+            state, fit, x = jax.vmap(begin)(_where(more, queried, fresh))
+            lane = _Lanes(jnp.where(more, seed, new), state, fit, x, _where(more, logits, fresh_logits),
+                          jnp.where(more, mine.round + 1, 0))
+            lanes = _put(lanes, jnp.where(valid, idx, width), lane)
+            if on_round is not None:
+                done_rounds = jnp.sum(info.n_labeled > 0) - n_seeds  # fits finished past the initial ones
+                jax.debug.callback(on_round, done_rounds // n_seeds)
+            return loop._replace(lanes=lanes, states=states, info=info, next=loop.next + jnp.sum(done))
+
+        def body(loop: _Loop) -> _Loop:
+            loop = jax.lax.while_loop(lambda l: jnp.any(ready(l.lanes)), finish_some, loop)
+            lanes = loop.lanes
+            fitting = (lanes.seed < n_seeds) & jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
+            stepped = jax.vmap(lambda f, x, s: fitter.epoch(model, optimizer, f, x, s.targets, weights(s),
+                                                            data.eval, hyper))(lanes.fit, lanes.x, lanes.state)
+            lanes = lanes._replace(fit=_where(fitting, stepped, lanes.fit))
+            return loop._replace(lanes=lanes, epochs=loop.epochs + 1)
+
+        loop = _Loop(lanes0, states, info, jnp.int32(width), jnp.int32(0))
+        loop = jax.lax.while_loop(lambda l: jnp.any(l.lanes.seed < n_seeds), body, loop)
+        return (loop.states, loop.info, loop.epochs) if stats else (loop.states, loop.info)
+
+    run.over_seeds = True  # the seeds runner calls it on a chunk's keys, without vmap
     return run

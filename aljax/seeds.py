@@ -9,7 +9,10 @@ results are dropped. All chunks share one compiled program::
     state, info = run_seeds(make_run(config), data, Hyper(), n_seeds=100, chunk_size=8, progress=True)
 
 ``run(data, hyper, key) -> (state, info)`` is any experiment (:func:`aljax.loop.make_run` builds one);
-the runner does not care how it is built. ``progress=True`` prints one line per finished chunk with an
+the runner does not care how it is built. A run marked ``over_seeds`` takes a chunk's keys (S,) at
+once: :func:`aljax.loop.make_seeds_run`, the continuous program, where a seed whose fit has stopped
+goes on to its next round while the others fit, and a finished seed hands its lane to the next one.
+:func:`make_program` builds the backend's default (:func:`plan`: the one place the defaults live). ``progress=True`` prints one line per finished chunk with an
 ETA (or a bar on a terminal); to tick the bar per round too, build the run with the progress object's
 hook: ``progress = Progress(config.rounds); run_seeds(make_run(config, progress.hook), ..., progress=progress)``.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +50,10 @@ def chunk_seeds(index: int, chunk_size: int) -> np.ndarray:
 
 
 def chunk_program(run: Callable, outputs: Callable | None = None) -> Callable:
-    """``program(data, hyper, base_key, seeds (C,)) -> outputs(state, info)`` batched over the seeds, jitted."""
-    batched = jax.vmap(run, in_axes=(None, None, 0))
+    """``program(data, hyper, base_key, seeds (C,)) -> outputs(state, info)`` batched over the seeds, jitted.
+    A ``run`` marked ``over_seeds`` (:func:`aljax.loop.make_seeds_run`) takes the chunk's keys itself;
+    any other is vmapped."""
+    batched = run if getattr(run, "over_seeds", False) else jax.vmap(run, in_axes=(None, None, 0))
 
     def program(data, hyper, base_key, seeds):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base_key, seeds)
@@ -94,6 +99,51 @@ def memory_available(device=None) -> int | None:
             return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             return None
+
+
+class Plan(NamedTuple):
+    """How seeds run on a backend: ``chunk_size`` seeds per compiled call (and per checkpoint);
+    ``continuous``: through :func:`aljax.loop.make_seeds_run` with ``lanes`` seeds stepped at a time
+    (else each chunk is one lockstep ``vmap`` of :func:`aljax.loop.make_run`)."""
+
+    chunk_size: int
+    continuous: bool
+    lanes: int
+
+
+# The one place the defaults live (`aljax run --help` shows the rule). On a CPU, measured on a shared
+# 2-core machine (experiments/bench.py, seeds rows): 4 lanes ran fastest per seed, a lane's 400-row
+# label buffer staying in cache; chunks of 64 seeds leave few epochs to the last seeds' tail and give
+# a checkpoint every few minutes. On accelerators, wide lanes fill the device (not measured here: no
+# GPU was available).
+PLANS = {"cpu": Plan(64, True, 4), "gpu": Plan(256, True, 256), "tpu": Plan(256, True, 256)}
+
+
+def plan(backend: str | None = None) -> Plan:
+    """The default :class:`Plan` of ``backend`` (default: ``jax.default_backend()``)."""
+    return PLANS.get(backend or jax.default_backend(), PLANS["gpu"])
+
+
+def describe_plans() -> str:
+    """The rule, in words, for help texts."""
+    return "; ".join(f"{b}: {p.chunk_size}" + (f" (continuous, {p.lanes} lanes)" if p.continuous else " (lockstep)")
+                     for b, p in PLANS.items())
+
+
+def make_program(config, on_round=None, continuous: bool | None = None, lanes: int | None = None,
+                 backend: str | None = None) -> Callable:
+    """The seeds program of ``config`` for :func:`run_seeds`: :func:`aljax.loop.make_seeds_run`
+    (continuous) or :func:`aljax.loop.make_run` (lockstep), as the backend's :func:`plan` says unless
+    given. Configs the continuous program cannot run (``phases > 1``, a fitter without epoch pieces)
+    get the lockstep one."""
+    from aljax.loop import components, make_run, make_seeds_run
+    from aljax.fit import Fitter
+
+    default = plan(backend)
+    continuous = default.continuous if continuous is None else continuous
+    if continuous and config.phases == 1 and isinstance(components(config).fitter, Fitter):
+        return make_seeds_run(config, on_round, lanes=default.lanes if lanes is None else lanes)
+    return make_run(config, on_round)
 
 
 SAFETY = 0.8  # use at most this fraction of the free memory

@@ -377,3 +377,21 @@ def test_an_out_of_tree_strategy_runs_through_the_cli(env, tmp_path):
         np.testing.assert_array_equal(a["order"], b["order"])
     rc, _, err = aljax([*args, "--strategy", "subsample(mymod:my_margn)", "--out", tmp_path / "bad"], env)
     assert rc == 2 and "has no 'my_margn'" in err and err.count("\n") == 1
+
+
+def test_a_run_keeps_its_chunk_size_and_schedule_and_old_folders_stay_lockstep(small, env, tmp_path):
+    import shutil
+
+    tmp, args = small
+    assert store.read_toml(tmp / "run" / store.CONFIG)["schedule"] == "continuous"  # the CPU default
+    old = tmp_path / "old"
+    shutil.copytree(tmp / "run", old)  # a folder from before schedules: no schedule key
+    settings = store.read_toml(old / store.CONFIG)
+    del settings["schedule"]
+    (old / store.CONFIG).write_text(store.to_toml(settings))
+    bare = [a for i, a in enumerate(args) if "--chunk-size" not in args[max(i - 1, 0):i + 1]]  # no --chunk-size
+    rc, _, err = aljax(["run", *bare, "--seeds", "6", "--out", old], env)
+    assert rc == 0, err
+    extended = store.read_toml(old / store.CONFIG)
+    assert extended["chunk_size"] == 2 and "schedule" not in extended and extended["seeds"] == 6
+    assert set(store.chunk_sizes(old).values()) == {2}
