@@ -134,9 +134,13 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="cnn_gal2017")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed call")
+    parser.add_argument("--pool", type=int, default=2000, help="pool rows scored per timed call")
+    parser.add_argument("--samples", type=int, default=20, help="MC dropout samples")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("results/bench-deep"))
     args = parser.parse_args(argv)
-    steps, pool, k, repeats = (4, 256, 4, 2) if args.quick else (20, 2000, 20, 3)
+    steps, pool, k, repeats = (4, 256, 4, 2) if args.quick else (args.steps, args.pool, args.samples, args.repeats)
     model = "cnn_gal2017(filters=8,hidden=32)" if args.quick else args.model
     res = {"device": str(jax.devices()[0]), "cpus": os.cpu_count(), "model": model, "batch": args.batch,
            "steps": steps, "pool": pool, "mc_samples": k, "seeds_vmapped": args.seeds}

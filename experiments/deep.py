@@ -271,7 +271,7 @@ def summarise(runs: dict[str, dict], mode_cfg: Mode, budget: int) -> dict:
 
 
 def run_experiment(exp: Experiment, data: Data, n_classes: int, mode_cfg: Mode, hyper: Hyper, log) -> dict:
-    result = {"title": exp.title, "model": exp.model, "fitter": exp.fitter, "budget": exp.budget,
+    result = {"name": exp.name, "title": exp.title, "model": exp.model, "fitter": exp.fitter, "budget": exp.budget,
               "mc_samples": exp.mc_samples, "sizes": {}}
     for q in exp.query_sizes:
         runs = {}
@@ -343,9 +343,7 @@ def report(results: dict, mode: str, mode_cfg: Mode, out: Path) -> str:
 
 
 def exp_figure(exp: dict, q: str, out: Path) -> Path:
-    name = exp["title"].split(":")[0]
-    tag = "gal2017" if "Gal" in name or exp["model"].startswith("cnn_gal") else "batchbald2019"
-    return out / f"{tag}_q{q}.png"
+    return out / f"{exp['name']}_q{q}.png"
 
 
 def figures(results: dict, out: Path) -> None:
