@@ -52,3 +52,18 @@ study: install data data-fashion
 
 study-quick: install data
 	$(PY) experiments/study.py --quick
+
+# Deep Bayesian active learning (experiments/deep.py): Gal 2017 and BatchBALD protocols on MNIST.
+# `make deep` runs the CPU-sized mode (under an hour on 2 cores); MODE=full for the published sizes (GPU).
+.PHONY: deep deep-quick bench-deep
+MODE ?= cpu
+deep: install data
+	$(PY) experiments/deep.py --mode $(MODE)
+
+deep-quick: install
+	$(PY) experiments/deep.py --mode quick
+
+# Training-step and MC-scoring throughput, one seed vs vmapped seeds, and PyTorch if installed
+# (pip install -e '.[bench]').
+bench-deep: install
+	$(PY) experiments/bench_deep.py $(ARGS)

@@ -214,7 +214,8 @@ def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int
         n = jnp.maximum(jnp.sum(labeled), 1)
 
         def loss(params, xb, yb, key):
-            value = jnp.mean(softmax_xent(model.apply(params, xb, key=key, train=True), yb))
+            value = jnp.mean(model.loss(params, xb, yb, key=key) if model.loss else  # ensembles: members' sum
+                             softmax_xent(model.apply(params, xb, key=key, train=True), yb))
             if weight_decay:
                 value += 0.5 * weight_decay * sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
             return value

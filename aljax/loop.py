@@ -31,7 +31,7 @@ from aljax.stopping import cohen_kappa
 from aljax.strategies import (Context, StatefulStrategy, Strategy, kmeans_representatives, make_context, resolve, select,
                               stateful)
 
-INITIAL = ("first", "random", "kmeans")
+INITIAL = ("first", "random", "kmeans", "balanced")
 ORACLES = ("true", "model")
 
 
@@ -46,7 +46,8 @@ class Config:
 
     n_initial labels are taken first (``initial='first'``: the first rows in pool order, the
     article's "label manually"; ``'random'``: a random subset; ``'kmeans'``: the row nearest each
-    centroid of k-means with ``n_initial`` clusters, a cold start), then ``rounds`` rounds each label
+    centroid of k-means with ``n_initial`` clusters, a cold start; ``'balanced'``: n_initial / n_classes
+    random rows of each class, as Gal et al. 2017 and BatchBALD start), then ``rounds`` rounds each label
     ``query_size`` rows chosen by ``strategy``. ``oracle='true'`` reveals pool labels;
     ``'model'`` auto-labels with the model's argmax. ``model``, ``fitter``, ``optimizer`` and
     ``strategy`` are specs (:mod:`aljax.spec`), names with settings such as ``"mlp(hidden=256)"``.
@@ -63,7 +64,7 @@ class Config:
     query_size: int = _setting(10, "labels per round")
     rounds: int = _setting(39, "query rounds")
     initial: str = _setting("first", f"initial labels: {' | '.join(INITIAL)} (pool order, a random set, "
-                                     "k-means representatives)")
+                                     "k-means representatives, n_initial/n_classes random rows per class)")
     oracle: str = _setting("true", "true (reveal labels) or model (auto-label with the argmax)")
     model: str = _setting("softmax_regression", "model spec, e.g. mlp(hidden=256,dropout=0.5) (`aljax list`)")
     fitter: str = _setting("patience", "fitter spec: patience (full batch) or minibatch(batch_size=64,...)")
@@ -80,6 +81,9 @@ class Config:
         for name in ("n_initial", "query_size", "n_classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.initial == "balanced" and self.n_initial % self.n_classes:
+            raise ValueError(f"initial='balanced' takes n_initial / n_classes rows per class: n_initial "
+                             f"({self.n_initial}) must be a multiple of n_classes ({self.n_classes})")
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
         if not 1 <= self.phases <= max(self.rounds, 1):
@@ -259,6 +263,10 @@ def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> Stat
         first = jnp.arange(config.n_initial)
     elif config.initial == "random":
         first = select(jax.random.uniform(k_first, (n_pool,)), data.pool.valid, config.n_initial)
+    elif config.initial == "balanced":  # the same random draw ranks every class: per-class top n/C
+        u, per = jax.random.uniform(k_first, (n_pool,)), config.n_initial // config.n_classes
+        first = jax.vmap(lambda c: select(u, data.pool.valid & (data.pool.y == c), per))(jnp.arange(config.n_classes))
+        first = first.reshape(-1)
     else:
         first = kmeans_representatives(k_first, flatten(data.pool.x), data.pool.valid, config.n_initial)
     state = State(

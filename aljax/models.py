@@ -30,11 +30,20 @@ Params = Any
 
 class Model(NamedTuple):
     """``init(key, sample_shape) -> params``; ``apply(params, x, *, key=None, train=False) -> (n, C)``;
-    ``embed(params, x) -> (n, E)``."""
+    ``embed(params, x) -> (n, E)``.
+
+    Two optional hooks, for models that are not one network (:func:`ensemble`):
+    ``samples(params, x, *, key, k, chunk) -> (K, n, C)``, the sampled logits that Bayesian strategies
+    reduce (default, None: K passes of consistent MC dropout, :func:`aljax.bayesian.mc_dropout_logits`);
+    ``loss(params, x, y, *, key) -> (n,)``, the per-example training loss of the minibatch fitter
+    (default, None: cross-entropy of ``apply(params, x, key=key, train=True)``).
+    """
 
     init: Callable[[jax.Array, tuple[int, ...]], Params]
     apply: Callable[..., jax.Array]
     embed: Callable[[Params, jax.Array], jax.Array]
+    samples: Callable[..., jax.Array] | None = None
+    loss: Callable[..., jax.Array] | None = None
 
 
 def flatten(x: jax.Array) -> jax.Array:
@@ -222,11 +231,57 @@ def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64,
     return from_flax(CNNBatchBALD2019())
 
 
+# ----------------------------------------------------------------------------- deep ensembles
+
+
+def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int = 5) -> Model:
+    """A deep ensemble of ``members`` copies of ``model`` (a model spec, e.g.
+    ``ensemble(cnn_gal2017,members=5)``), trained at once: its params are the members' params with a
+    leading member axis (``init`` is a vmap over M init keys), so a fitter trains every member in one
+    step. ``apply`` gives the mean predictive's logits, log mean_m softmax(logits_m) (train mode: each
+    member with its own dropout key); its training ``loss`` is the SUM of the members' cross-entropies
+    (each member fits the labels on its own; the mean predictive is not what is trained); its
+    ``samples`` are the members' eval-mode logits (M, n, C), whatever K a strategy asks for; ``embed``
+    concatenates the members' embeddings (n, M·E).
+    """
+    from aljax import bayesian  # bayesian imports this module
+
+    inner = make_model(model, n_classes)
+
+    def init(key: jax.Array, sample_shape: tuple[int, ...]) -> Params:
+        return jax.vmap(inner.init, in_axes=(0, None))(jax.random.split(key, members), sample_shape)
+
+    def member_logits(params: Params, x: jax.Array, key: jax.Array | None, train: bool) -> jax.Array:
+        if key is None:
+            return jax.vmap(lambda p: inner.apply(p, x, train=train))(params)
+        return jax.vmap(lambda p, k: inner.apply(p, x, key=k, train=train))(params, jax.random.split(key, members))
+
+    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        log_p = jax.nn.log_softmax(member_logits(params, x, key, train))
+        return jax.nn.logsumexp(log_p, axis=0) - jnp.log(members)
+
+    def loss(params: Params, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        log_p = jax.nn.log_softmax(member_logits(params, x, key, True))  # (M, n, C)
+        return -jnp.sum(jnp.take_along_axis(log_p, y[None, :, None], axis=-1)[..., 0], axis=0)
+
+    def embed(params: Params, x: jax.Array) -> jax.Array:
+        e = jax.vmap(inner.embed, in_axes=(0, None))(params, x)  # (M, n, E)
+        return jnp.moveaxis(e, 0, 1).reshape(x.shape[0], -1)
+
+    def samples(params: Params, x: jax.Array, *, key: jax.Array | None = None, k: int | None = None,
+                chunk: int | None = None) -> jax.Array:
+        del key, k
+        return bayesian.ensemble_logits(inner, params, x, chunk=chunk)
+
+    return Model(init, apply, embed, samples=samples, loss=loss)
+
+
 MODELS: dict[str, Callable[..., Model]] = {
     "softmax_regression": softmax_regression,
     "mlp": mlp,
     "cnn_gal2017": cnn_gal2017,
     "cnn_batchbald2019": cnn_batchbald2019,
+    "ensemble": ensemble,
 }
 
 

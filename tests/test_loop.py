@@ -118,3 +118,20 @@ def test_phases_grow_the_buffer_inside_one_program(tiny):
     assert len(set(np.asarray(state.order).tolist())) == CFG.budget
     with pytest.raises(ValueError, match="phases must be between 1 and the number of rounds"):
         dataclasses.replace(CFG, phases=7)
+
+
+def test_balanced_initial_labels_take_the_same_number_of_each_class_and_pair_across_strategies(tiny):
+    from aljax.loop import init_state
+
+    config = Config(n_initial=6, query_size=3, rounds=1, initial="balanced", n_classes=3)
+    keys = jax.random.split(jax.random.key(0), 4)
+    states = [init_state(config, tiny, Hyper(), k) for k in keys]
+    for state in states:
+        first = np.asarray(state.order[:6])
+        assert len(set(first.tolist())) == 6 and np.asarray(tiny.pool.valid)[first].all()
+        assert np.bincount(np.asarray(tiny.pool.y)[first], minlength=3).tolist() == [2, 2, 2]
+    assert len({tuple(np.asarray(s.order[:6]).tolist()) for s in states}) > 1  # random per seed
+    other = dataclasses.replace(config, strategy="margin")  # the initial labels do not depend on the strategy
+    np.testing.assert_array_equal(init_state(other, tiny, Hyper(), keys[0]).order, states[0].order)
+    with pytest.raises(ValueError, match="multiple of n_classes"):
+        Config(n_initial=5, initial="balanced", n_classes=3)

@@ -11,7 +11,8 @@ from aljax.spec import SpecError
 
 SAMPLE = (2, 3, 1)  # a tiny image: models flatten what they need
 PUBLISHED_CNNS = ("cnn_batchbald2019", "cnn_gal2017")  # valid 4×4 and 5×5 convolutions need MNIST-sized images
-FLAT = sorted(set(MODELS) - set(PUBLISHED_CNNS))  # tested at SAMPLE, with the init_scale setting they share
+WRAPPERS = ("ensemble",)  # a model of models: tested below
+FLAT = sorted(set(MODELS) - set(PUBLISHED_CNNS) - set(WRAPPERS))  # tested at SAMPLE, with the init_scale setting they share
 
 
 @pytest.mark.parametrize("name", FLAT)
@@ -174,3 +175,48 @@ def test_published_cnn_settings_change_the_network():
     model = make_model("cnn_gal2017(filters=8,kernel=3,hidden=16,dropout_conv=0.0)", 10)
     params = jax.eval_shape(lambda key: model.init(key, (28, 28, 1)), jax.random.key(0))
     assert params["Dense_0"]["kernel"].shape == (12 * 12 * 8, 16)  # 28 → 26 → 24 → pool 12
+
+
+# ----------------------------------------------------------------------------- deep ensembles
+
+
+def test_ensemble_spec_stacks_members_and_its_loss_is_the_sum_of_members_losses():
+    from aljax.fit import softmax_xent
+
+    ens = make_model("ensemble(mlp(hidden=8,dropout=0.5),members=3)", 4)
+    params = ens.init(jax.random.key(0), (5,))
+    assert jax.tree.leaves(params)[0].shape[0] == 3
+    x, y = jax.random.normal(jax.random.key(1), (6, 5)), jnp.arange(6) % 4
+    inner = make_model("mlp(hidden=8,dropout=0.5)", 4)
+    keys = jax.random.split(jax.random.key(2), 3)
+    by_member = sum(softmax_xent(inner.apply(jax.tree.map(lambda a: a[m], params), x, key=keys[m], train=True), y)
+                    for m in range(3))
+    np.testing.assert_allclose(ens.loss(params, x, y, key=jax.random.key(2)), by_member, rtol=1e-5)
+    assert ens.embed(params, x).shape == (6, 24)
+
+
+def test_minibatch_fitter_trains_every_member_of_an_ensemble():
+    from aljax.data import Split
+    from aljax.fit import Hyper, make_fitter, mean_weights
+    import optax
+
+    ens = make_model("ensemble(mlp(hidden=16),members=2)", 2)
+    x = jax.random.normal(jax.random.key(0), (32, 4))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    params = ens.init(jax.random.key(1), (4,))
+    opt = optax.adam(0.05)
+    fit = make_fitter("minibatch(batch_size=16,epoch_points=32,max_epochs=20,reinit=true)")
+    result = fit(ens, opt, params, opt.init(params), jax.random.key(2), x, y, mean_weights(jnp.ones(32, bool)),
+                 Split(x, y), Hyper(patience=jnp.int32(20)))
+    assert int(result.correct) >= 30
+    for m in range(2):  # each member alone has learnt the labels, not just their mean
+        member = jax.tree.map(lambda a: a[m], result.params)
+        inner = make_model("mlp(hidden=16)", 2)
+        assert float(jnp.mean(jnp.argmax(inner.apply(member, x), -1) == y)) >= 0.9
+
+
+def test_an_ensemble_runs_in_the_loop_with_bald_and_learns(tiny):
+    config = Config(model="ensemble(mlp(init_scale=0.5),members=3)", strategy="bald", n_initial=6, query_size=6,
+                    rounds=3, initial="random", fitter="minibatch(batch_size=8,epoch_points=16,max_epochs=10)")
+    _, info = jax.jit(make_run(config))(tiny, Hyper(learning_rate=jnp.float32(0.05)), jax.random.key(0))
+    assert np.asarray(info.test_accuracy)[-1] > 0.6

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aljax.strategies import committee
-from aljax.models import from_functions, softmax_regression
+from aljax.models import ensemble, from_functions, mlp, softmax_regression
 from aljax.strategies import (
     STRATEGIES,
     Context,
@@ -69,9 +69,32 @@ def pool():
 BATCH_AWARE = {"kcenter", "badge", "kmeans", "alternate(kcenter,entropy)"}
 
 
+# Strategies that reduce sampled logits (ctx.samples): on softmax regression every MC dropout sample is
+# the same and their scores are 0, so their contract runs on a small dropout MLP, where they are not.
+BAYESIAN = {"bald", "variation_ratios", "mean_std", "max_entropy", "batchbald", "power_sampling(bald)",
+            "softmax_sampling(bald,2)"}
+NAMES += ["power_sampling(bald)", "softmax_sampling(bald,2)"]
+BATCH_AWARE |= {"batchbald"}
+DROPOUT_MLP = mlp(C, hidden=16, dropout=0.5)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_contract(name):
-    check_strategy(name, candidates=SUBSET.get(name), batch_aware=name in BATCH_AWARE)
+    model = DROPOUT_MLP if name in BAYESIAN else None
+    check_strategy(name, candidates=SUBSET.get(name), batch_aware=name in BATCH_AWARE, model=model)
+
+
+@pytest.mark.parametrize("name", ["bald", "variation_ratios", "mean_std", "max_entropy"])
+def test_bayesian_scores_follow_a_permutation_of_the_pool(name):
+    """Consistent MC dropout: sample k uses one mask for every row, so a row's score depends on the row
+    and the key only, and permuting the pool permutes the scores (checked with deterministic=True)."""
+    check_strategy(name, model=DROPOUT_MLP, deterministic=True)
+
+
+def test_bayesian_strategies_run_on_a_deep_ensemble():
+    ens = ensemble(C, "mlp(hidden=8)", members=3)
+    for name in ("bald", "batchbald(configs=20)", "power_sampling(bald)"):
+        check_strategy(name, model=ens, batch_aware=name.startswith("batchbald"))
 
 
 # ----------------------------------------------------------------------------- hand-computed values
@@ -353,3 +376,56 @@ def test_badge_without_embeddings_selects_as_kmeans_plus_plus_on_them():
         key = jax.random.key(seed)
         want = cluster.kmeans_plus_plus(key, gradient_embedding(ctx), q, weights=sel)
         np.testing.assert_array_equal(select(STRATEGIES["badge"](key, ctx), sel, q), want)
+
+
+# ----------------------------------------------------------------------------- Bayesian strategies
+
+
+def dropout_ctx(model, query_size=Q, n=N):
+    kx, kp = jax.random.split(jax.random.key(7))
+    x = jax.random.uniform(kx, (n, D))
+    params = model.init(kp, (D,))
+    labeled = jnp.arange(n) < L // 2
+    return Context(model=model, params=params, x=x, logits=model.apply(params, x), selectable=~labeled,
+                   train_x=x[:L], train_y=jnp.arange(L) % C, train_w=mean_weights(jnp.arange(L) < L // 2),
+                   query_size=query_size)
+
+
+@pytest.mark.parametrize("name", ["bald", "variation_ratios", "mean_std"])
+def test_disagreement_of_a_model_without_dropout_is_zero(name):
+    ctx = dropout_ctx(mlp(C, hidden=16, dropout=0.0))
+    np.testing.assert_allclose(resolve(name)(jax.random.key(0), ctx), 0.0, atol=1e-6)
+    with_dropout = resolve(name)(jax.random.key(0), dropout_ctx(DROPOUT_MLP))
+    assert float(jnp.max(with_dropout)) > 1e-3
+
+
+def test_max_entropy_without_dropout_is_the_entropy_of_the_logits():
+    ctx = dropout_ctx(mlp(C, hidden=16, dropout=0.0))
+    np.testing.assert_allclose(resolve("max_entropy(samples=3)")(jax.random.key(0), ctx),
+                               jax.vmap(entropy)(ctx.logits), rtol=1e-5)
+
+
+def test_batchbald_of_one_row_is_balds_argmax():
+    ctx = dropout_ctx(DROPOUT_MLP, query_size=1)
+    key = jax.random.key(3)
+    k_samples, _ = jax.random.split(key)
+    bald_scores = resolve("bald(samples=10)")(k_samples, ctx)  # the same samples batchbald draws
+    chosen = select(resolve("batchbald(samples=10)")(key, ctx), ctx.selectable, 1)
+    assert int(chosen[0]) == int(select(bald_scores, ctx.selectable, 1)[0])
+
+
+def test_batchbald_picks_distinct_selectable_rows_under_jit():
+    ctx = dropout_ctx(DROPOUT_MLP, query_size=4)
+    scores = jax.jit(lambda k: resolve("batchbald(samples=8,configs=30)")(k, ctx))(jax.random.key(1))
+    batch = select(scores, ctx.selectable, 4)
+    assert len(set(batch.tolist())) == 4 and bool(jnp.all(ctx.selectable[batch]))
+
+
+def test_ensemble_samples_are_the_members_and_chunking_is_exact():
+    ens = ensemble(C, "mlp(hidden=8)", members=3)
+    ctx = dropout_ctx(ens)
+    s = ctx.samples(jax.random.key(0), 20)
+    assert s.shape == (3, N, C)
+    np.testing.assert_allclose(ctx.samples(jax.random.key(0), 20, chunk=7), s, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ens.apply(ctx.params, ctx.x),
+                               jax.nn.logsumexp(jax.nn.log_softmax(s), axis=0) - np.log(3), rtol=1e-5, atol=1e-6)

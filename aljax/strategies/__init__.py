@@ -3,6 +3,7 @@
 * :mod:`~aljax.strategies.base`: :class:`Context`, :data:`Strategy`, :class:`StatefulStrategy`,
   :func:`per_sample`, :func:`select`, :func:`rank_batch`, :func:`make_context`;
 * families: :mod:`~aljax.strategies.uncertainty`, :mod:`~aljax.strategies.committee`,
+  :mod:`~aljax.strategies.bayesian` (BALD, BatchBALD, ... on MC dropout or ensemble samples),
   :mod:`~aljax.strategies.model_change`, :mod:`~aljax.strategies.diversity`;
 * :mod:`~aljax.strategies.combinators` (importing only ``base``) and
   :mod:`~aljax.strategies.registry` (:data:`STRATEGIES`, :data:`PER_SAMPLE`, :data:`COMBINATORS`,
@@ -21,6 +22,7 @@ from aljax.strategies.base import (
     select,
     stateful,
 )
+from aljax.strategies.bayesian import bald, batchbald, max_entropy, mean_std, variation_ratios
 from aljax.strategies.committee import qbc_kl, qbc_vote_entropy
 from aljax.strategies.diversity import (
     badge,
@@ -35,7 +37,8 @@ from aljax.strategies.registry import COMBINATORS, PER_SAMPLE, STRATEGIES, is_st
 from aljax.strategies.uncertainty import confidence, entropy, least_confidence, margin, random
 
 __all__ = [
-    "COMBINATORS", "PER_SAMPLE", "STRATEGIES", "Context", "StatefulStrategy", "Strategy", "badge", "confidence",
+    "COMBINATORS", "PER_SAMPLE", "STRATEGIES", "Context", "StatefulStrategy", "Strategy", "badge", "bald", "batchbald",
+    "confidence", "max_entropy", "mean_std", "variation_ratios",
     "density_weighted", "entropy", "expected_error_reduction", "expected_gradient_length", "gradient_embedding", "is_stochastic",
     "kcenter", "kmeans", "kmeans_representatives", "least_confidence", "make_context", "margin", "per_sample",
     "qbc_kl", "qbc_vote_entropy", "random", "rank_batch", "resolve", "select", "stateful",

@@ -16,8 +16,9 @@ import jax
 from jax._src.interpreters import partial_eval as pe  # dce_jaxpr (is_stochastic): no public equivalent
 
 from aljax import spec as specs
-from aljax.models import softmax_regression
+from aljax.models import mlp
 from aljax.strategies import combinators
+from aljax.strategies import bayesian
 from aljax.strategies.base import StatefulStrategy, Strategy, make_context, per_sample, stateful
 from aljax.strategies.committee import qbc_kl, qbc_vote_entropy
 from aljax.strategies.diversity import badge, density_weighted, kcenter, kmeans
@@ -44,6 +45,11 @@ STRATEGIES: dict[str, Strategy | StatefulStrategy] = {
     "kcenter": kcenter,
     "badge": badge,
     "kmeans": kmeans,
+    "bald": bayesian.bald,
+    "variation_ratios": bayesian.variation_ratios,
+    "mean_std": bayesian.mean_std,
+    "max_entropy": bayesian.max_entropy,
+    "batchbald": bayesian.batchbald,
 }
 
 COMBINATORS: dict[str, Callable[..., Strategy | StatefulStrategy]] = {
@@ -97,9 +103,10 @@ def is_stochastic(name: str | specs.Spec) -> bool:
     """Whether the strategy a spec names draws from its key: traced once on a tiny pool, its scores'
     dependence on the key is read off the jaxpr after dead-code elimination, so a key that is split
     and then unused (``alternate(margin,entropy)``) does not count. Seeds of a deterministic strategy
-    that start from the same labels acquire the same rows."""
+    that start from the same labels acquire the same rows. The probe model has dropout, so a strategy
+    that samples MC dropout masks from its key (``bald``) counts as stochastic."""
     pair = stateful(resolve(name))
-    model = softmax_regression(3, init_scale=1.0)
+    model = mlp(3, hidden=4, dropout=0.5)
     x = jax.random.uniform(jax.random.key(0), (12, 4))
     params = model.init(jax.random.key(1), (4,))
     ctx = make_context(model, params, x, model.apply(params, x), jax.numpy.arange(12) >= 3,

@@ -1,0 +1,58 @@
+"""Deep Bayesian acquisitions: each reduces the sampled logits (K, N, C) that ONE helper,
+:meth:`Context.samples <aljax.strategies.base.Context.samples>`, draws — consistent MC dropout for a
+dropout network, the members for an :func:`~aljax.models.ensemble` — with a function of
+:mod:`aljax.bayesian` written for one example's (K, C).
+
+Settings: ``samples`` (K, MC dropout passes; an ensemble gives its M members instead), ``chunk``
+(score the pool that many rows at a time; None: all at once), and BatchBALD's ``configs`` (label
+configurations of the batch beyond which joint entropies are importance-sampled). A model without
+dropout gives K equal samples: BALD, variation ratios and mean std are then 0 everywhere.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from aljax import bayesian
+from aljax.strategies.base import Context, rank_batch
+
+
+def _reduce(fn, key: jax.Array, ctx: Context, samples: int, chunk: int | None) -> jax.Array:
+    return jax.vmap(fn, in_axes=1)(ctx.samples(key, samples, chunk=chunk))
+
+
+def bald(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+    """BALD (Houlsby et al. 2011; Gal et al. 2017): mutual information between a row's label and the
+    weights, H[mean_k p_k] − mean_k H[p_k], over ``samples`` MC dropout passes (or ensemble members)."""
+    return _reduce(bayesian.bald, key, ctx, samples, chunk)
+
+
+def variation_ratios(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+    """Variation ratios (Freeman 1965; Gal et al. 2017): 1 − the frequency of the modal predicted class
+    over ``samples`` MC dropout passes (or ensemble members)."""
+    return _reduce(bayesian.variation_ratios, key, ctx, samples, chunk)
+
+
+def mean_std(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+    """Mean STD (Kampffmeyer et al. 2016; Gal et al. 2017): the std over samples of each class's
+    probability, averaged over classes."""
+    return _reduce(bayesian.mean_std, key, ctx, samples, chunk)
+
+
+def max_entropy(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+    """Max entropy (Shannon 1948; Gal et al. 2017): entropy of the MC-averaged predictive
+    mean_k softmax(logits_k) (with ``samples=1`` and no dropout: plain predictive entropy)."""
+    return _reduce(bayesian.predictive_entropy, key, ctx, samples, chunk)
+
+
+def batchbald(key: jax.Array, ctx: Context, *, samples: int = 20, configs: int = 1000,
+              chunk: int | None = None) -> jax.Array:
+    """BatchBALD (Kirsch, van Amersfoort & Gal 2019): greedily picks the whole batch maximising the
+    mutual information between the batch's joint labels and the weights (exact while the batch has at
+    most ``configs`` label configurations, importance-sampled with ``configs`` beyond). Batch-aware:
+    the batch ranks first; other rows rank by BALD. With a batch of 1 it is BALD's argmax."""
+    k_samples, k_batch = jax.random.split(key)
+    logits = ctx.samples(k_samples, samples, chunk=chunk)
+    log_probs = jax.nn.log_softmax(logits)
+    batch = bayesian.batchbald(log_probs, ctx.query_size, k_batch, configs, available=ctx.selectable, chunk=chunk)
+    return rank_batch(batch, jax.vmap(bayesian.bald, in_axes=1)(logits))

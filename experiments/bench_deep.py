@@ -1,0 +1,163 @@
+"""Throughput of deep active learning's two inner loops (``make bench-deep``): images per second of
+
+* the TRAINING STEP (forward + backward + Adam, dropout on) of the minibatch fitter, and
+* MC-DROPOUT SCORING (K consistent-dropout forward passes over a pool, reduced to BALD),
+
+for one seed, and per seed when S seeds are vmapped in one program; against PyTorch on the same CPU
+with the same network (the Gal 2017 CNN, ``cnn_gal2017``) and batch size, if torch is importable
+(``pip install -e '.[bench]'``; torch is not a dependency of aljax). Numbers go to stdout and to
+``--out`` (default results/bench-deep/bench_deep.json). ``--quick``: small sizes, a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from aljax import bayesian
+from aljax.fit import softmax_xent
+from aljax.models import make_model
+
+SHAPE = (28, 28, 1)
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` (blocked) over ``repeats`` calls, after one warm-up (compilation)."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def jax_train(spec: str, batch: int, seeds: int, steps: int, repeats: int) -> float:
+    """Images/s per seed of ``steps`` scanned training steps, ``seeds`` seeds vmapped (0: no vmap)."""
+    model = make_model(spec, 10)
+    opt = optax.adam(1e-3)
+    x = jax.random.uniform(jax.random.key(0), (batch, *SHAPE))
+    y = jnp.arange(batch) % 10
+
+    def run(key):
+        params = model.init(key, SHAPE)
+
+        def step(carry, k):
+            params, state = carry
+            grads = jax.grad(lambda p: jnp.mean(softmax_xent(model.apply(p, x, key=k, train=True), y)))(params)
+            updates, state = opt.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
+        return jax.tree.leaves(params)[0]
+
+    keys = jax.random.split(jax.random.key(1), max(seeds, 1))
+    fn = jax.jit(jax.vmap(run)) if seeds else jax.jit(lambda k: run(k[0]))
+    seconds = timed(lambda: fn(keys), repeats)
+    return steps * batch / seconds
+
+
+def jax_score(spec: str, pool: int, k: int, seeds: int, chunk: int | None, repeats: int) -> float:
+    """Images/s per seed of BALD over ``pool`` rows with ``k`` consistent MC dropout passes (image =
+    one forward pass of one row), ``seeds`` seeds vmapped (0: no vmap)."""
+    model = make_model(spec, 10)
+    x = jax.random.uniform(jax.random.key(0), (pool, *SHAPE))
+
+    def run(key):
+        params = model.init(key, SHAPE)
+        logits = bayesian.mc_dropout_logits(model, params, x, key, k, chunk=chunk)
+        return jax.vmap(bayesian.bald, in_axes=1)(logits)
+
+    keys = jax.random.split(jax.random.key(1), max(seeds, 1))
+    fn = jax.jit(jax.vmap(run)) if seeds else jax.jit(lambda k: run(k[0]))
+    seconds = timed(lambda: fn(keys), repeats)
+    return pool * k / seconds
+
+
+def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> dict | None:
+    """The same CNN in PyTorch (eager, CPU): training step and MC dropout scoring images/s, or None."""
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    net = nn.Sequential(  # cnn_gal2017's defaults: conv 32 4x4, conv 32 4x4, pool 2, dropout .25, dense 128, .5
+        nn.Conv2d(1, 32, 4), nn.ReLU(), nn.Conv2d(32, 32, 4), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), nn.Linear(11 * 11 * 32, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    x = torch.rand(batch, 1, 28, 28)
+    y = torch.arange(batch) % 10
+
+    def train():
+        net.train()
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+
+    def score():  # MC dropout, K passes over the pool in chunks of 512 (torch masks differ per row)
+        net.train()
+        with torch.no_grad():
+            xs = torch.rand(pool, 1, 28, 28)
+            probs = torch.stack([torch.cat([net(c).log_softmax(-1) for c in xs.split(512)]) for _ in range(k)])
+            mean = probs.exp().mean(0)
+            return -(mean * mean.clamp_min(1e-12).log()).sum(-1) + (probs.exp() * probs).sum(-1).mean(0)
+
+    def med(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    return {"version": torch.__version__, "threads": torch.get_num_threads(),
+            "train_images_per_s": steps * batch / med(train), "score_images_per_s": pool * k / med(score)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="cnn_gal2017")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed call")
+    parser.add_argument("--pool", type=int, default=2000, help="pool rows scored per timed call")
+    parser.add_argument("--samples", type=int, default=20, help="MC dropout samples")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("results/bench-deep"))
+    args = parser.parse_args(argv)
+    steps, pool, k, repeats = (4, 256, 4, 2) if args.quick else (args.steps, args.pool, args.samples, args.repeats)
+    model = "cnn_gal2017(filters=8,hidden=32)" if args.quick else args.model
+    res = {"device": str(jax.devices()[0]), "cpus": os.cpu_count(), "model": model, "batch": args.batch,
+           "steps": steps, "pool": pool, "mc_samples": k, "seeds_vmapped": args.seeds}
+    res["jax_train_images_per_s"] = {"1 seed": jax_train(model, args.batch, 0, steps, repeats),
+                                     f"per seed, {args.seeds} vmapped": jax_train(model, args.batch, args.seeds, steps, repeats)}
+    print(json.dumps(res["jax_train_images_per_s"]), flush=True)
+    res["jax_score_images_per_s"] = {"1 seed": jax_score(model, pool, k, 0, 512, repeats),
+                                     f"per seed, {args.seeds} vmapped": jax_score(model, pool, k, args.seeds, 512, repeats)}
+    print(json.dumps(res["jax_score_images_per_s"]), flush=True)
+    res["torch"] = torch_numbers(args.batch, steps, pool, k, repeats) if model == "cnn_gal2017" else None
+    if res["torch"] is None:
+        res["torch_note"] = "torch not importable (pip install -e '.[bench]'), or a non-default model"
+    print(json.dumps(res, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_deep.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
