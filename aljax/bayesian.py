@@ -39,27 +39,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from aljax.models import Model
+from aljax.models import Model, in_chunks
 
 Params = Any
 
 
 # ----------------------------------------------------------------------------- samples
-
-
-def in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: int | None, row_axis: int = 0) -> jax.Array:
-    """``fn(x)`` computed ``chunk`` rows of ``x`` (N, *S) at a time with ``lax.map``; ``fn`` maps
-    (n, *S) to an array with its n rows on ``row_axis``. The last chunk is padded with copies of row 0
-    and the padding dropped, so any N works. ``chunk=None`` (or ≥ N) calls ``fn(x)`` once."""
-    n = x.shape[0]
-    if chunk is None or chunk >= n:
-        return fn(x)
-    n_chunks = -(-n // chunk)
-    padded = jnp.concatenate([x, jnp.broadcast_to(x[:1], (n_chunks * chunk - n, *x.shape[1:]))])
-    out = jax.lax.map(fn, padded.reshape(n_chunks, chunk, *x.shape[1:]))  # (n_chunks, ..., chunk, ...)
-    out = jnp.moveaxis(out, 0, row_axis)  # (..., n_chunks, chunk, ...)
-    out = out.reshape(*out.shape[:row_axis], n_chunks * chunk, *out.shape[row_axis + 2:])
-    return jax.lax.slice_in_dim(out, 0, n, axis=row_axis)
 
 
 def mc_dropout_logits(model: Model, params: Params, x: jax.Array, key: jax.Array, k: int, *,

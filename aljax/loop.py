@@ -24,7 +24,7 @@ import optax
 
 from aljax.data import Data
 from aljax.fit import FitCarry, Fitter, FitResult, Hyper, make_fitter, mean_weights, n_correct
-from aljax.models import Model, Params, flatten, make_model
+from aljax.models import Model, Params, chunked, flatten, make_model
 from aljax.optim import check_optimizer, make_optimizer
 from aljax.spec import unknown
 from aljax.stopping import cohen_kappa
@@ -73,11 +73,15 @@ class Config:
     n_classes: int = _setting(10, "number of classes (default: from the dataset)")
     capacity: int | None = _setting(None, "label buffer length (default: the budget)")
     phases: int = _setting(1, "grow the label buffer in this many phases (faster early fits)")
+    forward_rows: int | None = _setting(None, "rows per eval-mode forward pass over the pool and the evaluation "
+                                              "sets (bounds a deep model's memory); default: all at once")
 
     def __post_init__(self):
         for name, value, valid in (("initial", self.initial, INITIAL), ("oracle", self.oracle, ORACLES)):
             if value not in valid:
                 raise ValueError(unknown(name, value, valid))
+        if self.forward_rows is not None and self.forward_rows < 1:
+            raise ValueError(f"forward_rows must be at least 1, got {self.forward_rows}")
         for name in ("n_initial", "query_size", "n_classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -126,8 +130,9 @@ class Components(NamedTuple):
 def components(config: Config) -> Components:
     """The model, fitter, optimiser and strategy that ``config`` names (cached per config)."""
     check_optimizer(config.optimizer)  # now, not at trace time
+    model = make_model(config.model, config.n_classes)
     return Components(
-        model=make_model(config.model, config.n_classes),
+        model=model if config.forward_rows is None else chunked(model, config.forward_rows),
         fitter=make_fitter(config.fitter),
         optimizer=functools.partial(make_optimizer, config.optimizer),
         strategy=resolve(config.strategy),

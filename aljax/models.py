@@ -114,6 +114,38 @@ def mlp(n_classes: int, *, hidden: int = 128, dropout: float = 0.0, init_scale: 
     return Model(init, apply, embed)
 
 
+def in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: int | None, row_axis: int = 0) -> jax.Array:
+    """``fn(x)`` computed ``chunk`` rows of ``x`` (N, *S) at a time with ``lax.map``; ``fn`` maps
+    (n, *S) to an array with its n rows on ``row_axis``. The last chunk is padded with copies of row 0
+    and the padding dropped, so any N works. ``chunk=None`` (or ≥ N) calls ``fn(x)`` once."""
+    n = x.shape[0]
+    if chunk is None or chunk >= n:
+        return fn(x)
+    n_chunks = -(-n // chunk)
+    padded = jnp.concatenate([x, jnp.broadcast_to(x[:1], (n_chunks * chunk - n, *x.shape[1:]))])
+    out = jax.lax.map(fn, padded.reshape(n_chunks, chunk, *x.shape[1:]))  # (n_chunks, ..., chunk, ...)
+    out = jnp.moveaxis(out, 0, row_axis)  # (..., n_chunks, chunk, ...)
+    out = out.reshape(*out.shape[:row_axis], n_chunks * chunk, *out.shape[row_axis + 2:])
+    return jax.lax.slice_in_dim(out, 0, n, axis=row_axis)
+
+
+def chunked(model: Model, rows: int) -> Model:
+    """``model`` whose eval-mode forward passes (``apply`` with ``train=False``, and ``embed``) over more
+    than ``rows`` rows run ``rows`` at a time under ``lax.map``, so the pool and evaluation passes of a
+    deep model hold one chunk's activations instead of the whole set's (``Config.forward_rows``).
+    Train-mode passes (minibatches, MC dropout samples) are unchanged, and so are the values."""
+
+    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        if train or x.shape[0] <= rows:
+            return model.apply(params, x, key=key, train=train)
+        return in_chunks(lambda part: model.apply(params, part), x, rows)
+
+    def embed(params: Params, x: jax.Array) -> jax.Array:
+        return in_chunks(lambda part: model.embed(params, part), x, rows)
+
+    return model._replace(apply=apply, embed=embed)
+
+
 # ----------------------------------------------------------------------------- bring your own
 
 

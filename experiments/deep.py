@@ -63,7 +63,7 @@ class Experiment:
     mc_samples: int
     n_initial: int = 20
     configs: int = 1000  # BatchBALD's label configurations
-    chunk: int | None = None  # pool rows scored at a time
+    chunk: int | None = None  # rows per forward pass (pool scoring, MC samples, evaluation sets)
 
     def strategy_spec(self, strategy: str) -> str:
         if strategy == "random":
@@ -76,7 +76,7 @@ class Experiment:
         rounds = (self.budget - self.n_initial) // query_size
         return Config(strategy=self.strategy_spec(strategy), n_initial=self.n_initial, query_size=query_size,
                       rounds=rounds, initial="balanced", model=self.model, fitter=self.fitter, optimizer="adam",
-                      n_classes=n_classes)
+                      n_classes=n_classes, forward_rows=self.chunk)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -220,3 +220,16 @@ def test_an_ensemble_runs_in_the_loop_with_bald_and_learns(tiny):
                     rounds=3, initial="random", fitter="minibatch(batch_size=8,epoch_points=16,max_epochs=10)")
     _, info = jax.jit(make_run(config))(tiny, Hyper(learning_rate=jnp.float32(0.05)), jax.random.key(0))
     assert np.asarray(info.test_accuracy)[-1] > 0.6
+
+
+def test_forward_rows_chunks_eval_passes_with_the_same_results(tiny):
+    """Config.forward_rows bounds the rows of each eval-mode forward pass; the experiment is unchanged."""
+    config = Config(model="mlp(hidden=8,init_scale=0.5)", strategy="kcenter", n_initial=6, query_size=6, rounds=3,
+                    initial="random")
+    chunked_config = Config(**{**config.__dict__, "forward_rows": 10})
+    hyper = Hyper(learning_rate=jnp.float32(0.05))
+    (state, info), (state_c, info_c) = (jax.jit(make_run(c))(tiny, hyper, jax.random.key(3)) for c in (config, chunked_config))
+    np.testing.assert_array_equal(state.order, state_c.order)
+    np.testing.assert_allclose(info.test_accuracy, info_c.test_accuracy)
+    scans = [str(jax.make_jaxpr(make_run(c))(tiny, hyper, jax.random.key(3))).count("scan[") for c in (config, chunked_config)]
+    assert scans[1] > scans[0]  # the pool and evaluation passes run as lax.map over chunks of 10 rows
