@@ -517,12 +517,90 @@ Scoring is one pass over the pool (D·4 bytes per row) and scales linearly with 
 """
 
 
+# ----------------------------------------------------------------------------- strategies that grow with the pool
+
+
+def pool_strategies(raw, quick: bool) -> list[dict]:
+    """One round of k-center and of BADGE on the dev protocol's pool (59 000 rows; quick: 4000) at 1000
+    labels (quick: 200), query size 10: today's strategies against the full computations they replace,
+    side by side, with their selections compared.
+
+    * k-center keeps each row's distance to the labeled rows as state and folds in the 10 rows labeled
+      since the last round (N·q·D); the full recompute measures every row against all L labeled rows
+      (N·L·D), as the strategy did before it had state.
+    * BADGE runs k-means++ on distances from norms and dot products (N·(D+C) per center); the full
+      computation builds the (N, (D+1)·C) gradient embeddings and seeds k-means++ on them.
+    """
+    from aljax.cluster import kmeans_plus_plus, sq_distances
+    from aljax.models import softmax_regression
+    from aljax.strategies import badge, gradient_embedding, kcenter, make_context, rank_batch
+
+    n, n_labeled, q = (4000, 200, 10) if quick else (59_000, 1000, 10)
+    x = jnp.asarray(features(raw.train_x[:n]))
+    model = softmax_regression(C, init_scale=0.01)
+    params = model.init(jax.random.key(0), x.shape[1:])
+    order = jax.random.permutation(jax.random.key(1), n)[:n_labeled].astype(jnp.int32)
+    labeled = jnp.zeros((n,), bool).at[order].set(True)
+    targets = jnp.asarray(raw.train_y[:n])[order].astype(jnp.int32)
+
+    def ctx_of(params):
+        return make_context(model, params, x, model.apply(params, x), ~labeled, order, targets, n_labeled, q)
+
+    def kcenter_state(params):  # the state after the previous round: distances to the first L - q labeled rows
+        ctx = make_context(model, params, x, model.apply(params, x), ~labeled, order, targets, n_labeled - q, q)
+        return kcenter.score(jax.random.key(2), ctx, kcenter.init(ctx))[1]
+
+    def kcenter_incremental(params, state):
+        return kcenter.score(jax.random.key(2), ctx_of(params), state)[0]
+
+    def kcenter_full(params):
+        ctx = ctx_of(params)
+        e = ctx.embed()
+        d2 = jnp.min(jnp.where(ctx.train_w[None, :] > 0, sq_distances(e, ctx.embed(ctx.train_x)), jnp.inf), axis=1)
+
+        def take(d2, _):
+            i = jnp.argmax(jnp.where(ctx.selectable, d2, -jnp.inf))
+            return jnp.minimum(d2, jnp.sum((e - e[i]) ** 2, axis=1)), i
+
+        d2, batch = jax.lax.scan(take, d2, length=q)
+        return rank_batch(batch, d2)
+
+    def badge_full(params):
+        ctx = ctx_of(params)
+        g = gradient_embedding(ctx)
+        return rank_batch(kmeans_plus_plus(jax.random.key(3), g, q, weights=ctx.selectable), jnp.linalg.norm(g, axis=-1))
+
+    state = jax.block_until_ready(jax.jit(kcenter_state)(params))
+    rows = []
+    for name, new, old, new_args in (
+        ("kcenter", kcenter_incremental, kcenter_full, (params, state)),
+        ("badge", lambda p: badge(jax.random.key(3), ctx_of(p)), badge_full, (params,)),
+    ):
+        new_scores, new_s, *_ = timed(new, *new_args, repeat=3)
+        old_scores, old_s, *_ = timed(old, params, repeat=1 if name == "badge" and not quick else 3)
+        same = bool(jnp.array_equal(select(new_scores, ~labeled, q), select(old_scores, ~labeled, q)))
+        rows.append({"strategy": name, "pool": n, "labels": n_labeled, "query_size": q, "new_s": new_s,
+                     "full_s": old_s, "speedup": old_s / new_s, "same_selection": same})
+        progress(f"{name}: {rows[-1]}")
+    return rows
+
+
+def pool_strategies_table(rows: list[dict]) -> list[str]:
+    lines = ["strategy    pool  labels  today s  full computation s  speedup  same selection"]
+    for r in rows:
+        lines.append(f"{r['strategy']:8} {r['pool']:7} {r['labels']:7} {r['new_s']:8.3f} {r['full_s']:19.3f} "
+                     f"{r['speedup']:7.1f}x  {r['same_selection']}")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized runs (well under a minute)")
     parser.add_argument("--out", default="results/bench", help="output directory (default: results/bench)")
     parser.add_argument("--only-seeds", action="store_true", help="only the seeds rows and `aljax run` rows")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="seed counts of the seeds rows")
+    parser.add_argument("--only-strategies", action="store_true",
+                        help="only one round of k-center and BADGE against their full computations")
     args = parser.parse_args(argv)
     try:
         raw = load_mnist()
@@ -537,6 +615,12 @@ def main(argv=None) -> int:
     result["machine"] = machine(args.quick)
     progress(f"machine: {result['machine']}")
     sizes = (16,) if args.quick else tuple(args.sizes)
+    if args.only_strategies:
+        result["pool_strategies"] = pool_strategies(raw, args.quick)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "strategies.json").write_text(json.dumps(result, indent=2))
+        print("\n".join(pool_strategies_table(result["pool_strategies"])))
+        return 0
     if args.only_seeds:
         result["seeds"] = seeds(data, host, result["machine"]["matmul_gflops"], args.quick, sizes)
         result["cli"] = cli_runs(host, sizes, args.quick)
@@ -553,11 +637,13 @@ def main(argv=None) -> int:
     result["cli"] = cli_runs(host, sizes, args.quick)
     progress(f"aljax run: {result['cli']}")
     result["pool"] = pool_scaling(raw, result["machine"]["bandwidth_gbs"], (4000,) if args.quick else (4000, 60_000, 1_000_000))
+    result["pool_strategies"] = pool_strategies(raw, args.quick)
     result["peak_rss_gb"] = peak_rss_gb()
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
     (out / "report.md").write_text(f"# aljax benchmark\n\n```\n{table(result)}\n```\n\n{roofline(result)}")
     print(table(result))
+    print("\n".join(pool_strategies_table(result["pool_strategies"])))
     print(f"\nwrote {out / 'bench.json'}")
     return 0
 

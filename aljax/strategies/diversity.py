@@ -59,8 +59,9 @@ def _kcenter_score(key: jax.Array, ctx: Context, state: KCenterState) -> tuple[j
     rows rank by their final distance to the centers.
 
     Stateful: the state keeps each row's distance to the labeled rows, so a round folds in only the
-    rows labeled since the last one (N·q·E work instead of N·L·E). If the embedding reads the params
-    (:func:`embedding_reads_params`), the distances are recomputed from all labeled rows each round.
+    rows labeled since the last one, a block of ``query_size`` rows per pass over the pool (N·q·E work
+    instead of N·L·E). If the embedding reads the params (:func:`embedding_reads_params`), the
+    distances are recomputed from all labeled rows each round.
     """
     del key
     e = ctx.embed()
@@ -69,11 +70,15 @@ def _kcenter_score(key: jax.Array, ctx: Context, state: KCenterState) -> tuple[j
         labeled = ctx.train_w[None, :] > 0
         d2 = jnp.min(jnp.where(labeled, cluster.sq_distances(e, ctx.embed(ctx.train_x)), jnp.inf), axis=1)
     else:
-        def fold(j, d2):
-            center = ctx.embed(jax.lax.dynamic_slice_in_dim(ctx.train_x, j, 1))
-            return jnp.minimum(d2, cluster.sq_distances(e, center)[:, 0])
+        block = min(ctx.query_size, ctx.train_x.shape[0])  # new rows are folded a block at a time: one pass
 
-        d2 = jax.lax.fori_loop(state.seen, n_labeled, fold, state.d2.astype(e.dtype))
+        def fold(b, d2):
+            start = jnp.minimum(state.seen + b * block, ctx.train_x.shape[0] - block)  # a clamped block
+            rows = start + jnp.arange(block)  # refolds some seen rows (harmless: min is idempotent)
+            d = cluster.sq_distances(e, ctx.embed(jax.lax.dynamic_slice_in_dim(ctx.train_x, start, block)))
+            return jnp.minimum(d2, jnp.min(jnp.where(rows[None, :] < n_labeled, d, jnp.inf), axis=1))
+
+        d2 = jax.lax.fori_loop(0, (n_labeled - state.seen + block - 1) // block, fold, state.d2.astype(e.dtype))
     state = KCenterState(d2=d2, seen=n_labeled)
     d2 = jnp.where(jnp.isfinite(d2), d2, jnp.max(jnp.where(jnp.isfinite(d2), d2, 0.0)))  # no labels yet
 
