@@ -578,18 +578,21 @@ def pool_strategies(raw, quick: bool) -> list[dict]:
     ):
         new_scores, new_s, *_ = timed(new, *new_args, repeat=3)
         old_scores, old_s, *_ = timed(old, params, repeat=1 if name == "badge" and not quick else 3)
-        same = bool(jnp.array_equal(select(new_scores, ~labeled, q), select(old_scores, ~labeled, q)))
+        picked_new, picked_old = (np.asarray(select(sc, ~labeled, q)) for sc in (new_scores, old_scores))
         rows.append({"strategy": name, "pool": n, "labels": n_labeled, "query_size": q, "new_s": new_s,
-                     "full_s": old_s, "speedup": old_s / new_s, "same_selection": same})
+                     "full_s": old_s, "speedup": old_s / new_s,
+                     "same_selection": bool(np.array_equal(picked_new, picked_old)),
+                     "same_rows": int(np.isin(picked_new, picked_old).sum()),
+                     "same_prefix": int(np.cumprod(picked_new == picked_old).sum())})
         progress(f"{name}: {rows[-1]}")
     return rows
 
 
 def pool_strategies_table(rows: list[dict]) -> list[str]:
-    lines = ["strategy    pool  labels  today s  full computation s  speedup  same selection"]
+    lines = ["strategy    pool  labels  today s  full computation s  speedup  same rows  same first picks"]
     for r in rows:
         lines.append(f"{r['strategy']:8} {r['pool']:7} {r['labels']:7} {r['new_s']:8.3f} {r['full_s']:19.3f} "
-                     f"{r['speedup']:7.1f}x  {r['same_selection']}")
+                     f"{r['speedup']:7.1f}x  {r['same_rows']:4}/{r['query_size']}  {r['same_prefix']:8}/{r['query_size']}")
     return lines
 
 

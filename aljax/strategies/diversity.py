@@ -82,9 +82,11 @@ def _kcenter_score(key: jax.Array, ctx: Context, state: KCenterState) -> tuple[j
     state = KCenterState(d2=d2, seen=n_labeled)
     d2 = jnp.where(jnp.isfinite(d2), d2, jnp.max(jnp.where(jnp.isfinite(d2), d2, 0.0)))  # no labels yet
 
-    def take(d2, _):
+    norms = jnp.sum(e * e, axis=1)
+
+    def take(d2, _):  # ‖e − e_i‖² as in cluster.sq_distances: one matrix-vector product, no (N, E) temporary
         i = jnp.argmax(jnp.where(ctx.selectable, d2, -jnp.inf))
-        return jnp.minimum(d2, jnp.sum((e - e[i]) ** 2, axis=1)), i
+        return jnp.minimum(d2, jnp.maximum(norms - 2 * (e @ e[i]) + norms[i], 0.0)), i
 
     d2, batch = jax.lax.scan(take, d2, length=ctx.query_size)
     return rank_batch(batch, d2), state
