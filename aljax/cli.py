@@ -277,7 +277,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if fits is not None:
             shared, per_seed = seeds.memory_needed(compiled, chunk)
             device = jax.devices()[0].platform
-            advice = f"use --chunk-size {fits}" if fits else "use a smaller pool or budget"
+            rows = "" if config.forward_rows else " or --forward-rows 500 (eval passes in chunks of rows)"
+            advice = f"use --chunk-size {fits}{rows}" if fits else f"use a smaller pool or budget{rows}"
             raise CliError(f"a chunk of {chunk} seeds needs about {gigabytes(shared + per_seed * chunk)} but "
                            f"{gigabytes(seeds.memory_available())} are free on the {device}; {advice}")
     store.open_run(out, settings, force=args.force)
