@@ -277,10 +277,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if fits is not None:
             shared, per_seed = seeds.memory_needed(compiled, chunk)
             device = jax.devices()[0].platform
-            rows = "" if config.forward_rows else " or --forward-rows 500 (eval passes in chunks of rows)"
+            deep = not config.forward_rows and not config.model.startswith("softmax_regression")
+            rows = " or --forward-rows 500 (eval passes in chunks of rows)" if deep else ""
             advice = f"use --chunk-size {fits}{rows}" if fits else f"use a smaller pool or budget{rows}"
-            raise CliError(f"a chunk of {chunk} seeds needs about {gigabytes(shared + per_seed * chunk)} but "
-                           f"{gigabytes(seeds.memory_available())} are free on the {device}; {advice}")
+            raise CliError(f"a chunk of {chunk} seeds needs about {gigabytes(shared + per_seed * chunk)}, more than "
+                           f"{seeds.SAFETY:.0%} of the {gigabytes(seeds.memory_available())} free on the {device}; "
+                           f"{advice}")
     store.open_run(out, settings, force=args.force)
     say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
     say(store.to_toml(settings), end="")
