@@ -1,15 +1,8 @@
-"""Deep Bayesian active learning: sampled predictions, and the acquisition functions that reduce them.
+"""Deep Bayesian active learning: the acquisition functions that reduce sampled predictions.
 
-A Bayesian model gives K sampled logits per pool row, (K, N, C), through one of two helpers:
-
-* :func:`mc_dropout_logits` — K forward passes in train mode with *consistent* MC dropout: sample k
-  uses the same dropout mask for every row of the call (Gal et al. 2017; BatchBALD needs it);
-* :func:`ensemble_logits` — one forward pass per member of a deep ensemble (params with a leading
-  member axis, e.g. ``jax.vmap(model.init, in_axes=(0, None))(keys, sample_shape)``).
-
-Both take ``chunk=``: the pool is then scored ``chunk`` rows at a time under ``lax.map``, so a large
-pool never holds all its activations at once. :func:`sample_scores` goes one step further and reduces
-each chunk's samples to one score per row at once (K×chunk×C live instead of K×N×C).
+A Bayesian model gives K sampled logits per pool row, (K, N, C), through :mod:`aljax.forward`
+(``mc_dropout_logits``: consistent MC dropout; ``ensemble_logits``: deep-ensemble members;
+``sample_scores``: reduced chunk by chunk); strategies get them from ``ctx.samples(key, k)``.
 
 Acquisition functions, written for ONE example's sampled logits (K, C) -> () and lifted to the pool
 with ``jax.vmap(f, in_axes=1)`` (higher = ask first, as strategies' scores are):
@@ -26,52 +19,23 @@ and one batch acquisition on the whole pool's samples:
   order, with exact joint entropies while the label configurations are few and importance-sampled
   ones beyond; :func:`joint_entropy` is its exact joint entropy of a few points, exposed for tests.
 
-Registering a strategy later is a few lines: e.g. BALD's score is
-``jax.vmap(bald, in_axes=1)(mc_dropout_logits(model, params, pool.x, key, k))``, and BatchBALD's
-selection is ``batchbald(jax.nn.log_softmax(samples), query_size, key, available=~labeled & valid)``.
+:mod:`aljax.strategies.bayesian` registers them: e.g. BALD's score is
+``jax.vmap(bald, in_axes=1)(ctx.samples(key, k))``, and BatchBALD's selection is
+``batchbald(jax.nn.log_softmax(samples), query_size, key, available=ctx.selectable)``.
 Everything here keeps static shapes and no host sync, so it runs under ``jit`` and ``vmap`` over seeds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-
-from aljax.models import Model, in_chunks
 
 Params = Any
 
 
 # ----------------------------------------------------------------------------- samples
-
-
-def mc_dropout_logits(model: Model, params: Params, x: jax.Array, key: jax.Array, k: int, *,
-                      chunk: int | None = None) -> jax.Array:
-    """K train-mode forward passes of ``model`` on x (N, *S) -> logits (K, N, C), with consistent MC
-    dropout: sample k draws its masks from key_k for each row alone (a vmap over rows of a one-row
-    ``apply``), so every row — and every chunk — sees sample k's same mask."""
-    keys = jax.random.split(key, k)
-
-    def one_sample(key_k: jax.Array, x: jax.Array) -> jax.Array:  # (n, *S) -> (n, C)
-        return jax.vmap(lambda xi: model.apply(params, xi[None], key=key_k, train=True)[0])(x)
-
-    return in_chunks(lambda x: jax.vmap(one_sample, in_axes=(0, None))(keys, x), x, chunk, row_axis=1)
-
-
-def ensemble_logits(model: Model, members: Params, x: jax.Array, *, chunk: int | None = None) -> jax.Array:
-    """Eval-mode logits of each ensemble member on x (N, *S) -> (M, N, C); ``members`` are params
-    with a leading member axis M."""
-    return in_chunks(lambda x: jax.vmap(lambda p: model.apply(p, x))(members), x, chunk, row_axis=1)
-
-
-def sample_scores(samples: Callable[[jax.Array], jax.Array], score: Callable[[jax.Array], jax.Array],
-                  x: jax.Array, *, chunk: int | None = None) -> jax.Array:
-    """One score per row of x (N, *S) -> (N,): ``samples`` maps rows (n, *S) to logits (K, n, C) (e.g.
-    ``functools.partial(mc_dropout_logits, model, params, key=key, k=20)``) and ``score`` reduces one
-    example's (K, C) to a scalar (e.g. :func:`bald`); per chunk, so K×chunk×C is live, not K×N×C."""
-    return in_chunks(lambda x: jax.vmap(score, in_axes=1)(samples(x)), x, chunk)
 
 
 # ----------------------------------------------------------------------------- acquisition functions, one example

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from aljax import spec as specs
+from aljax.forward import ensemble_logits, in_chunks
 
 Params = Any
 
@@ -34,7 +35,7 @@ class Model(NamedTuple):
 
     Two optional hooks, for models that are not one network (:func:`ensemble`):
     ``samples(params, x, *, key, k, chunk) -> (K, n, C)``, the sampled logits that Bayesian strategies
-    reduce (default, None: K passes of consistent MC dropout, :func:`aljax.bayesian.mc_dropout_logits`);
+    reduce (default, None: K passes of consistent MC dropout, :func:`aljax.forward.mc_dropout_logits`);
     ``loss(params, x, y, *, key) -> (n,)``, the per-example training loss of the minibatch fitter
     (default, None: cross-entropy of ``apply(params, x, key=key, train=True)``).
     """
@@ -112,21 +113,6 @@ def mlp(n_classes: int, *, hidden: int = 128, dropout: float = 0.0, init_scale: 
         return h @ params["W2"].T + params["b2"]
 
     return Model(init, apply, embed)
-
-
-def in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: int | None, row_axis: int = 0) -> jax.Array:
-    """``fn(x)`` computed ``chunk`` rows of ``x`` (N, *S) at a time with ``lax.map``; ``fn`` maps
-    (n, *S) to an array with its n rows on ``row_axis``. The last chunk is padded with copies of row 0
-    and the padding dropped, so any N works. ``chunk=None`` (or ≥ N) calls ``fn(x)`` once."""
-    n = x.shape[0]
-    if chunk is None or chunk >= n:
-        return fn(x)
-    n_chunks = -(-n // chunk)
-    padded = jnp.concatenate([x, jnp.broadcast_to(x[:1], (n_chunks * chunk - n, *x.shape[1:]))])
-    out = jax.lax.map(fn, padded.reshape(n_chunks, chunk, *x.shape[1:]))  # (n_chunks, ..., chunk, ...)
-    out = jnp.moveaxis(out, 0, row_axis)  # (..., n_chunks, chunk, ...)
-    out = out.reshape(*out.shape[:row_axis], n_chunks * chunk, *out.shape[row_axis + 2:])
-    return jax.lax.slice_in_dim(out, 0, n, axis=row_axis)
 
 
 def chunked(model: Model, rows: int) -> Model:
@@ -276,8 +262,6 @@ def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int 
     ``samples`` are the members' eval-mode logits (M, n, C), whatever K a strategy asks for; ``embed``
     concatenates the members' embeddings (n, M·E).
     """
-    from aljax import bayesian  # bayesian imports this module
-
     inner = make_model(model, n_classes)
 
     def init(key: jax.Array, sample_shape: tuple[int, ...]) -> Params:
@@ -303,7 +287,7 @@ def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int 
     def samples(params: Params, x: jax.Array, *, key: jax.Array | None = None, k: int | None = None,
                 chunk: int | None = None) -> jax.Array:
         del key, k
-        return bayesian.ensemble_logits(inner, params, x, chunk=chunk)
+        return ensemble_logits(inner, params, x, chunk=chunk)
 
     return Model(init, apply, embed, samples=samples, loss=loss)
 

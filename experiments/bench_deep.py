@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aljax import bayesian
+from aljax import bayesian, forward
 from aljax.fit import softmax_xent
 from aljax.models import make_model
 
@@ -74,7 +74,7 @@ def jax_score(spec: str, pool: int, k: int, seeds: int, chunk: int | None, repea
 
     def run(key):
         params = model.init(key, SHAPE)
-        logits = bayesian.mc_dropout_logits(model, params, x, key, k, chunk=chunk)
+        logits = forward.mc_dropout_logits(model, params, x, key, k, chunk=chunk)
         return jax.vmap(bayesian.bald, in_axes=1)(logits)
 
     keys = jax.random.split(jax.random.key(1), max(seeds, 1))

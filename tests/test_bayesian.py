@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from aljax import bayesian as B
+from aljax import forward as F
 from aljax.models import make_model
 
 SAMPLE = (2, 3, 1)
@@ -33,11 +34,11 @@ def test_mc_dropout_masks_are_consistent_across_rows_and_chunks_and_differ_acros
     params = model.init(jax.random.key(0), sample)
     row = jax.random.normal(jax.random.key(1), (1, *sample))
     x = jnp.concatenate([row, jax.random.normal(jax.random.key(2), (3, *sample)), row])  # rows 0 and 4 identical
-    logits = jax.jit(B.mc_dropout_logits, static_argnums=(0, 4))(model, params, x, jax.random.key(3), 4)
+    logits = jax.jit(F.mc_dropout_logits, static_argnums=(0, 4))(model, params, x, jax.random.key(3), 4)
     assert logits.shape == (4, 5, 3)
     np.testing.assert_array_equal(logits[:, 0], logits[:, 4])  # same mask for every row of a sample
     assert not np.allclose(logits[0], logits[1])  # samples differ
-    chunked = B.mc_dropout_logits(model, params, x, jax.random.key(3), 4, chunk=2)  # 3 chunks, one padded
+    chunked = F.mc_dropout_logits(model, params, x, jax.random.key(3), 4, chunk=2)  # 3 chunks, one padded
     np.testing.assert_allclose(chunked, logits, rtol=1e-6, atol=1e-6)
 
 
@@ -45,7 +46,7 @@ def test_ensemble_logits_are_each_members_eval_logits():
     model = make_model("mlp(hidden=8,dropout=0.5)", 3)
     members = jax.vmap(model.init, in_axes=(0, None))(jax.random.split(jax.random.key(0), 2), SAMPLE)
     x = jax.random.normal(jax.random.key(1), (5, *SAMPLE))
-    logits = B.ensemble_logits(model, members, x, chunk=2)
+    logits = F.ensemble_logits(model, members, x, chunk=2)
     assert logits.shape == (2, 5, 3)
     for m in range(2):
         member = jax.tree.map(functools.partial(jnp.take, indices=m, axis=0), members)
@@ -56,9 +57,9 @@ def test_sample_scores_per_chunk_equal_scores_of_the_whole_pool():
     model = make_model("mlp(hidden=16,dropout=0.5)", 3)
     params = model.init(jax.random.key(0), SAMPLE)
     x = jax.random.normal(jax.random.key(1), (7, *SAMPLE))
-    samples = functools.partial(B.mc_dropout_logits, model, params, key=jax.random.key(2), k=5)
+    samples = functools.partial(F.mc_dropout_logits, model, params, key=jax.random.key(2), k=5)
     whole = jax.vmap(B.bald, in_axes=1)(samples(x))
-    np.testing.assert_allclose(B.sample_scores(samples, B.bald, x, chunk=3), whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(F.sample_scores(samples, B.bald, x, chunk=3), whole, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- acquisition functions

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from aljax import bayesian
+from aljax import forward
 from aljax.fit import mean_weights
 from aljax.models import Model, Params
 
@@ -60,12 +60,12 @@ class Context:
         """Sampled logits (K, n, C) of x (default: the pool), the one source of every Bayesian strategy:
         the model's own ``samples`` hook if it has one (an :func:`~aljax.models.ensemble`: its M
         members, whatever ``k``), else ``k`` passes of consistent MC dropout
-        (:func:`aljax.bayesian.mc_dropout_logits`; a model without dropout gives k equal samples).
+        (:func:`aljax.forward.mc_dropout_logits`; a model without dropout gives k equal samples).
         ``chunk``: score that many rows at a time."""
         x = self.x if x is None else x
         if self.model.samples is not None:
             return self.model.samples(self.params, x, key=key, k=k, chunk=chunk)
-        return bayesian.mc_dropout_logits(self.model, self.params, x, key, k, chunk=chunk)
+        return forward.mc_dropout_logits(self.model, self.params, x, key, k, chunk=chunk)
 
 
 def make_context(model: Model, params: Params, pool_x: jax.Array, logits: jax.Array, selectable: jax.Array,
