@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import importlib
 import inspect
 import math
@@ -28,7 +27,7 @@ from aljax import atomic, interrupt, seeds, store
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo
-from aljax.spec import settings_of
+from aljax.spec import settings_of, unknown
 from aljax.store import StoreError
 from aljax.strategies import is_stochastic, resolve as resolve_strategy
 
@@ -37,14 +36,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class CliError(Exception):
     """Bad command-line input. The message is one line and says how to fix it."""
-
-
-# ----------------------------------------------------------------------------- datasets
-
-def unknown(kind: str, name: str, valid) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {kind} {name!r}{hint} (choose one of: {', '.join(valid)})"
 
 
 # ----------------------------------------------------------------------------- run settings

@@ -34,10 +34,11 @@ import numpy as np
 from aljax.progress import Progress
 
 
-def seed_keys(base_seed: int, seeds) -> jax.Array:
+def seed_keys(base_seed: int | jax.Array, seeds) -> jax.Array:
     """Typed keys of ``seeds`` (S,): ``fold_in(key(base_seed), i)`` (equal to ``split(key(base_seed), n)[i]``
-    under JAX's default partitionable threefry)."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(base_seed), jnp.asarray(seeds))
+    under JAX's default partitionable threefry). ``base_seed`` may be the typed key itself."""
+    base = base_seed if isinstance(base_seed, jax.Array) else jax.random.key(base_seed)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, jnp.asarray(seeds))
 
 
 def n_chunks(n_seeds: int, chunk_size: int) -> int:
@@ -56,8 +57,7 @@ def chunk_program(run: Callable, outputs: Callable | None = None) -> Callable:
     batched = run if getattr(run, "over_seeds", False) else jax.vmap(run, in_axes=(None, None, 0))
 
     def program(data, hyper, base_key, seeds):
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base_key, seeds)
-        state, info = batched(data, hyper, keys)
+        state, info = batched(data, hyper, seed_keys(base_key, seeds))
         return (state, info) if outputs is None else outputs(state, info)
 
     return jax.jit(program)
