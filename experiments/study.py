@@ -45,10 +45,14 @@ from aljax.loop import Config, Hyper, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
 from aljax.progress import Progress
-from aljax.strategies import STRATEGIES, resolve
+from aljax.strategies import STRATEGIES, bayesian, resolve
 
 REFERENCE = "random"
 AUTO_LABEL = ("most_confident",)  # auto-labeling orders, not query strategies: left out of the study
+# Acquisitions that reduce sampled logits (aljax.strategies.bayesian): on the study's softmax regression,
+# which has no dropout, every sample is equal and BALD, variation ratios and mean std are 0 everywhere.
+# experiments/deep.py runs them on dropout CNNs.
+SAMPLED = tuple(name for name, fn in STRATEGIES.items() if getattr(fn, "__module__", None) == bayesian.__name__)
 QUERY_SIZE_STRATEGIES = ("margin", "entropy")
 QUERY_SIZES = (1, 10, 50)
 # (variant, base) pairs compared head to head (pool subsampling); a variant must resolve (aljax.strategies.resolve).
@@ -94,8 +98,9 @@ SETTINGS = {
 
 
 def study_strategies() -> list[str]:
-    """Every registered strategy except the auto-labeling orders, the reference first."""
-    return [REFERENCE] + [name for name in STRATEGIES if name != REFERENCE and name not in AUTO_LABEL]
+    """Every registered strategy except the auto-labeling orders and the sampled (Bayesian) acquisitions,
+    the reference first."""
+    return [REFERENCE] + [name for name in STRATEGIES if name not in (REFERENCE, *AUTO_LABEL, *SAMPLED)]
 
 
 def seed_keys(start: int, stop: int) -> jax.Array:
@@ -363,7 +368,8 @@ def write_report(results: dict, out: Path) -> Path:
         "",
         f"Mode: {meta['mode']}. Model: softmax regression, TF1 Adam lr 0.1, patience 10 (aljax defaults). "
         f"Strategies: {', '.join(meta['strategies'])} (every registered strategy except the auto-labeling "
-        f"{', '.join(meta['left_out'])}; a setting that ran fewer says so).",
+        f"{', '.join(meta['left_out'])} and the sampled acquisitions {', '.join(meta.get('sampled', []))}, which "
+        "need a model with dropout or an ensemble: `make deep` runs them; a setting that ran fewer says so).",
         "",
     ]
     for name in sorted(results["settings"]):
@@ -428,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             "mode": mode,
             "strategies": study_strategies(),
             "left_out": list(AUTO_LABEL),
+            "sampled": list(SAMPLED),
             "notes": [],
         },
         "settings": kept_settings(out, mode, settings),
