@@ -56,10 +56,11 @@ def test_at_labels_and_summary_edges():
     assert np.isnan(summary([]).get("mean")) and summary([0.5])["n"] == 1
 
 
-def test_study_covers_the_registry_but_auto_labeling():
+def test_study_covers_the_registry_but_auto_labeling_and_sampled_acquisitions():
     names = study.study_strategies()
     assert names[0] == "random" and "most_confident" not in names
-    assert set(names) == set(study.STRATEGIES) - {"most_confident"}
+    assert {"bald", "batchbald", "mean_std"} <= set(study.SAMPLED)
+    assert set(names) == set(study.STRATEGIES) - {"most_confident", *study.SAMPLED}
 
 
 def test_seed_keys_do_not_depend_on_the_chunk():
