@@ -408,15 +408,18 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
     runs only while some lane is ready (a scalar condition, so the pool-sized work of a round — the
     pool logits, the metrics, the strategy, the next fit's start — is done only for those lanes): the
     round's info is written, and the seed goes on to its next round while the others keep fitting. A
-    seed that has done all its rounds hands its lane to the next seed not yet started; lanes idle only
+    seed that has done its rounds hands its lane to the next seed not yet started; lanes idle only
     when no seed is left. ``S`` is static (the keys' length); ``lanes`` is capped at S.
 
-    ``stats=True`` also returns the loop's iterations (fitter epochs executed per lane), from which
-    the fraction of epochs spent on idle or waiting lanes follows. ``on_round(i)``: a progress hook
-    called as the mean seed starts round ``i``. ``phases`` must be 1 (the label buffers keep one length).
+    ``phases > 1`` runs that loop once per phase (:meth:`Config.phase_edges`), every seed through the
+    phase's rounds on a label buffer that holds the labels of the phase's last round (:func:`grow`
+    between phases), as :func:`make_rounds` does: early fits multiply fewer rows, and seeds wait for
+    each other only at the phase ends.
+
+    ``stats=True`` also returns the loop's iterations (fitter epochs executed per lane, all phases),
+    from which the fraction of epochs spent on idle or waiting lanes follows. ``on_round(i)``: a
+    progress hook called as the mean seed starts round ``i``.
     """
-    if config.phases != 1:
-        raise ValueError("the continuous seeds program needs phases=1 (one label-buffer length)")
     parts = components(config)
     fitter, model, strategy = parts.fitter, parts.model, stateful(parts.strategy)
     if not isinstance(fitter, Fitter):
@@ -448,6 +451,65 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
         def pool_logits(params):
             return jax.vmap(lambda p: model.apply(p, data.pool.x))(params)
 
+        def phase(states: State, info: RoundInfo, first_round: int, last_round: int):
+            """Every seed's fits first_round..last_round (static) on the buffer length of ``states``
+            (S, ...), which hold each seed's state after its previous fit (before its query; the first
+            phase: the initial labels); returns them after the last, the info so far and the loop's
+            iterations. The query after a phase's last fit is the next phase's, on its longer buffer."""
+
+            def arrive(seeds: State) -> tuple[State, jax.Array]:  # seeds (lanes, ...) ready to begin
+                logits = pool_logits(seeds.params)
+                if first_round > 0:
+                    seeds = jax.vmap(lambda st, lg: query(config, strategy, data, st, lg))(seeds, logits)
+                return seeds, logits
+
+            first, logits = arrive(jax.tree.map(lambda a: a[:width], states))
+            state, fit, x = jax.vmap(begin)(first)
+            lanes0 = _Lanes(jnp.arange(width, dtype=jnp.int32), state, fit, x, logits,
+                            jnp.full((width,), first_round, jnp.int32))
+
+            def ready(lanes: _Lanes) -> jax.Array:
+                return (lanes.seed < n_seeds) & ~jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
+
+            def finish_some(loop: _Loop) -> _Loop:  # up to `slots` ready lanes finish their round
+                lanes = loop.lanes
+                idx = jnp.nonzero(ready(lanes), size=slots, fill_value=width)[0]
+                valid = idx < width
+                mine = _take(lanes, idx)
+                state, round_info, logits, queried = jax.vmap(finish)(mine.state, mine.fit, mine.logits, mine.round)
+                seed = jnp.where(valid, mine.seed, n_seeds)
+                info = jax.tree.map(lambda buf, v: buf.at[seed, mine.round].set(v, mode="drop"), loop.info, round_info)
+                more = mine.round < last_round
+                done = valid & ~more
+                states = _put(loop.states, jnp.where(done, seed, n_seeds), state)
+                # A lane whose seed is done starts the next seed not yet started (if any).
+                new = loop.next + jnp.cumsum(done) - 1
+                new = jnp.where(done & (new < n_seeds), new, n_seeds)
+                fresh = _take(states, new)
+                fresh, fresh_logits = jax.lax.cond(jnp.any(new < n_seeds), lambda: arrive(fresh),
+                                                   lambda: (fresh, jnp.zeros_like(logits)))
+                state, fit, x = jax.vmap(begin)(_where(more, queried, fresh))
+                lane = _Lanes(jnp.where(more, seed, new), state, fit, x, _where(more, logits, fresh_logits),
+                              jnp.where(more, mine.round + 1, first_round))
+                lanes = _put(lanes, jnp.where(valid, idx, width), lane)
+                if on_round is not None:
+                    done_rounds = jnp.sum(info.n_labeled > 0) - n_seeds  # fits finished past the initial ones
+                    jax.debug.callback(on_round, done_rounds // n_seeds)
+                return loop._replace(lanes=lanes, states=states, info=info, next=loop.next + jnp.sum(done))
+
+            def body(loop: _Loop) -> _Loop:
+                loop = jax.lax.while_loop(lambda l: jnp.any(ready(l.lanes)), finish_some, loop)
+                lanes = loop.lanes
+                fitting = (lanes.seed < n_seeds) & jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
+                stepped = jax.vmap(lambda f, x, s: fitter.epoch(model, optimizer, f, x, s.targets, weights(s),
+                                                                data.eval, hyper))(lanes.fit, lanes.x, lanes.state)
+                lanes = lanes._replace(fit=_where(fitting, stepped, lanes.fit))
+                return loop._replace(lanes=lanes, epochs=loop.epochs + 1)
+
+            loop = _Loop(lanes0, states, info, jnp.int32(width), jnp.int32(0))
+            loop = jax.lax.while_loop(lambda l: jnp.any(l.lanes.seed < n_seeds), body, loop)
+            return loop.states, loop.info, loop.epochs
+
         # Every seed's initial state (its strategy state zeros of the right layout until its first fit).
         states = jax.vmap(lambda k: init_state(config, data, hyper, k))(keys)
         one = jax.tree.map(lambda a: a[0], states)
@@ -455,54 +517,21 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
             context(parts, data, one, model.apply(one.params, data.pool.x), config.query_size)))
         states = dataclasses.replace(states, strategy_state=jax.tree.map(
             lambda s: jnp.zeros((n_seeds, *s.shape), s.dtype), layout))
-        first = jax.tree.map(lambda a: a[:width], states)
-        state, fit, x = jax.vmap(begin)(first)
-        lanes0 = _Lanes(jnp.arange(width, dtype=jnp.int32), state, fit, x, pool_logits(first.params),
-                        jnp.zeros((width,), jnp.int32))
-        info_layout = jax.eval_shape(lambda: jax.vmap(finish)(state, fit, lanes0.logits, lanes0.round)[1])
+
+        def round_info(states: State) -> RoundInfo:  # (only its layout is used)
+            first = jax.tree.map(lambda a: a[:width], states)
+            state, fit, _ = jax.vmap(begin)(first)
+            return jax.vmap(finish)(state, fit, pool_logits(first.params), jnp.zeros((width,), jnp.int32))[1]
+
+        info_layout = jax.eval_shape(lambda s: round_info(grow(s, max(s.order.shape[-1], config.budget))), states)
         info = jax.tree.map(lambda s: jnp.zeros((n_seeds, rounds + 1), s.dtype), info_layout)
-
-        def ready(lanes: _Lanes) -> jax.Array:
-            return (lanes.seed < n_seeds) & ~jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
-
-        def finish_some(loop: _Loop) -> _Loop:  # up to `slots` ready lanes finish their round
-            lanes = loop.lanes
-            idx = jnp.nonzero(ready(lanes), size=slots, fill_value=width)[0]
-            valid = idx < width
-            mine = _take(lanes, idx)
-            state, round_info, logits, queried = jax.vmap(finish)(mine.state, mine.fit, mine.logits, mine.round)
-            seed = jnp.where(valid, mine.seed, n_seeds)
-            info = jax.tree.map(lambda buf, v: buf.at[seed, mine.round].set(v, mode="drop"), loop.info, round_info)
-            more = mine.round < rounds
-            done = valid & ~more
-            states = _put(loop.states, jnp.where(done, seed, n_seeds), state)
-            # A lane whose seed is done starts the next seed not yet started (if any).
-            new = loop.next + jnp.cumsum(done) - 1
-            new = jnp.where(done & (new < n_seeds), new, n_seeds)
-            fresh = _take(states, new)
-            fresh_logits = jax.lax.cond(jnp.any(new < n_seeds), lambda: pool_logits(fresh.params),
-                                        lambda: jnp.zeros_like(logits))
-            state, fit, x = jax.vmap(begin)(_where(more, queried, fresh))
-            lane = _Lanes(jnp.where(more, seed, new), state, fit, x, _where(more, logits, fresh_logits),
-                          jnp.where(more, mine.round + 1, 0))
-            lanes = _put(lanes, jnp.where(valid, idx, width), lane)
-            if on_round is not None:
-                done_rounds = jnp.sum(info.n_labeled > 0) - n_seeds  # fits finished past the initial ones
-                jax.debug.callback(on_round, done_rounds // n_seeds)
-            return loop._replace(lanes=lanes, states=states, info=info, next=loop.next + jnp.sum(done))
-
-        def body(loop: _Loop) -> _Loop:
-            loop = jax.lax.while_loop(lambda l: jnp.any(ready(l.lanes)), finish_some, loop)
-            lanes = loop.lanes
-            fitting = (lanes.seed < n_seeds) & jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
-            stepped = jax.vmap(lambda f, x, s: fitter.epoch(model, optimizer, f, x, s.targets, weights(s),
-                                                            data.eval, hyper))(lanes.fit, lanes.x, lanes.state)
-            lanes = lanes._replace(fit=_where(fitting, stepped, lanes.fit))
-            return loop._replace(lanes=lanes, epochs=loop.epochs + 1)
-
-        loop = _Loop(lanes0, states, info, jnp.int32(width), jnp.int32(0))
-        loop = jax.lax.while_loop(lambda l: jnp.any(l.lanes.seed < n_seeds), body, loop)
-        return (loop.states, loop.info, loop.epochs) if stats else (loop.states, loop.info)
+        epochs = jnp.int32(0)
+        edges = config.phase_edges()
+        for lo, hi in zip(edges[:-1], edges[1:]):  # fits lo+1..hi (the first phase: 0..hi too)
+            states = grow(states, max(states.order.shape[-1], config.n_initial + hi * config.query_size))
+            states, info, iterations = phase(states, info, 0 if lo == 0 else lo + 1, hi)
+            epochs = epochs + iterations
+        return (states, info, epochs) if stats else (states, info)
 
     run.over_seeds = True  # the seeds runner calls it on a chunk's keys, without vmap
     return run

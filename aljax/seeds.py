@@ -134,14 +134,13 @@ def make_program(config, on_round=None, continuous: bool | None = None, lanes: i
                  backend: str | None = None) -> Callable:
     """The seeds program of ``config`` for :func:`run_seeds`: :func:`aljax.loop.make_seeds_run`
     (continuous) or :func:`aljax.loop.make_run` (lockstep), as the backend's :func:`plan` says unless
-    given. Configs the continuous program cannot run (``phases > 1``, a fitter without epoch pieces)
-    get the lockstep one."""
+    given. A fitter without epoch pieces (not an :class:`aljax.fit.Fitter`) gets the lockstep one."""
     from aljax.loop import components, make_run, make_seeds_run
     from aljax.fit import Fitter
 
     default = plan(backend)
     continuous = default.continuous if continuous is None else continuous
-    if continuous and config.phases == 1 and isinstance(components(config).fitter, Fitter):
+    if continuous and isinstance(components(config).fitter, Fitter):
         return make_seeds_run(config, on_round, lanes=default.lanes if lanes is None else lanes)
     return make_run(config, on_round)
 

@@ -71,9 +71,11 @@ def test_few_wasted_epochs_and_the_backend_default(tiny):
     assert useful <= executed and useful / executed > 0.8
     program = seeds.make_program(config, backend="cpu")
     assert getattr(program, "over_seeds", False) == seeds.plan("cpu").continuous
-    assert not hasattr(seeds.make_program(dataclasses.replace(config, phases=2)), "over_seeds")  # lockstep
+    assert not hasattr(seeds.make_program(config, continuous=False), "over_seeds")  # lockstep
 
 
-def test_phases_are_refused():
-    with pytest.raises(ValueError, match="phases"):
-        make_seeds_run(dataclasses.replace(CFG, phases=2))
+def test_phases_grow_the_buffers_between_continuous_loops(tiny):
+    config = dataclasses.replace(CFG, phases=3)
+    state, info = assert_same_as_single(config, tiny, lanes=2, batch=1)
+    assert state.order.shape == (S, config.budget)
+    assert_same_as_single(dataclasses.replace(config, strategy="kcenter"), tiny, lanes=3, batch=2)
