@@ -12,6 +12,8 @@ with ``jax.vmap(f, in_axes=1)`` (higher = ask first, as strategies' scores are):
 * :func:`variation_ratios` — 1 − the frequency of the modal predicted class (Freeman 1965; Gal 2017);
 * :func:`mean_std` — the mean over classes of the std over samples of the probabilities (Kampffmeyer
   et al. 2016);
+* :func:`epig` — expected predictive information gain (Bickford Smith et al. 2023): the mutual
+  information between the label and the labels of target inputs, which also takes their (K, T, C);
 
 and one batch acquisition on the whole pool's samples:
 
@@ -71,6 +73,22 @@ def variation_ratios(logits: jax.Array) -> jax.Array:
 def mean_std(logits: jax.Array) -> jax.Array:
     """mean_c std_k softmax(logits_k)_c for one example's sampled logits (K, C) -> ()."""
     return jnp.mean(jnp.std(jax.nn.softmax(logits), axis=0))
+
+
+def epig(logits: jax.Array, target_log_probs: jax.Array) -> jax.Array:
+    """EPIG (Bickford Smith et al. 2023): the mutual information between one example's label y and the
+    label y* of a target input, averaged over T target inputs, for sampled logits (K, C) and the
+    targets' sampled log-probabilities (K, T, C) (the same K weight samples) -> ().
+
+    I[y; y*] = KL(p(y, y*) ‖ p(y) p(y*)) with the joint p(y, y*) = mean_k p_k(y) p_k(y*): zero when
+    all samples agree, and at most :func:`bald` (y* depends on y only through the weights)."""
+    k = logits.shape[0]
+    p = jax.nn.softmax(logits)  # (K, C)
+    p_t = jnp.exp(target_log_probs)  # (K, T, C)
+    joint = jnp.einsum("kc,ktd->tcd", p, p_t) / k  # (T, C, C)
+    independent = jnp.mean(p, axis=0)[None, :, None] * jnp.mean(p_t, axis=0)[:, None, :]
+    kl = jax.scipy.special.xlogy(joint, joint) - jax.scipy.special.xlogy(joint, independent)
+    return jnp.mean(jnp.sum(kl, axis=(1, 2)))
 
 
 # ----------------------------------------------------------------------------- BatchBALD

@@ -45,14 +45,14 @@ from aljax.loop import Config, Hyper, make_run
 from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
 from aljax.progress import Progress
-from aljax.strategies import STRATEGIES, bayesian, resolve
+from aljax.strategies import STRATEGIES, registry, resolve
 
 REFERENCE = "random"
 AUTO_LABEL = ("most_confident",)  # auto-labeling orders, not query strategies: left out of the study
 # Acquisitions that reduce sampled logits (aljax.strategies.bayesian): on the study's softmax regression,
 # which has no dropout, every sample is equal and BALD, variation ratios and mean std are 0 everywhere.
 # experiments/deep.py runs them on dropout CNNs.
-SAMPLED = tuple(name for name, fn in STRATEGIES.items() if getattr(fn, "__module__", None) == bayesian.__name__)
+SAMPLED = tuple(name for name in STRATEGIES if name in registry.SAMPLED)
 QUERY_SIZE_STRATEGIES = ("margin", "entropy")
 QUERY_SIZES = (1, 10, 50)
 # (variant, base) pairs compared head to head (pool subsampling); a variant must resolve (aljax.strategies.resolve).

@@ -91,6 +91,21 @@ def test_bald_between_zero_and_predictive_entropy_and_jit_vmap_agree():
     assert (mi >= -1e-6).all() and (mi <= jax.vmap(B.predictive_entropy, in_axes=1)(logits) + 1e-6).all()
 
 
+def test_epig_is_zero_for_agreeing_samples_at_most_bald_and_hand_computed():
+    logits = 3.0 * jax.random.normal(jax.random.key(0), (6, 20, 5))  # (K, N, C)
+    targets = jax.nn.log_softmax(logits[:, :7])
+    gain = jax.vmap(B.epig, in_axes=(1, None))(logits, targets)
+    mi = jax.vmap(B.bald, in_axes=1)(logits)
+    assert (gain >= -1e-6).all() and (gain <= mi + 1e-5).all() and (gain > 1e-3).any()
+    agree = jnp.tile(logits[:1], (6, 1, 1))  # every sample the same: labels carry no information
+    assert jnp.abs(jax.vmap(B.epig, in_axes=(1, None))(agree, jax.nn.log_softmax(agree[:, :7]))).max() < 1e-6
+    # Two confident samples that disagree, and a target that copies them: y determines y*, I = log 2.
+    split = jnp.concatenate([sure(0), sure(1)])
+    assert B.epig(split, jax.nn.log_softmax(split)[:, None]) == pytest.approx(LOG2, rel=1e-4)
+    # ... and a target every sample is sure about: nothing to learn about it.
+    assert B.epig(split, jax.nn.log_softmax(jnp.concatenate([sure(0), sure(0)]))[:, None]) == pytest.approx(0, abs=1e-6)
+
+
 def test_joint_entropy_hand_computed():
     # Identical samples: the points are independent, so the joint entropy is the sum of the entropies.
     p = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))  # (B=3, C=2)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aljax.strategies import committee
+from aljax.strategies import committee, registry
 from aljax.models import ensemble, from_functions, mlp, softmax_regression
 from aljax.strategies import (
     STRATEGIES,
@@ -71,8 +71,7 @@ BATCH_AWARE = {"kcenter", "badge", "kmeans", "alternate(kcenter,entropy)"}
 
 # Strategies that reduce sampled logits (ctx.samples): on softmax regression every MC dropout sample is
 # the same and their scores are 0, so their contract runs on a small dropout MLP, where they are not.
-BAYESIAN = {"bald", "variation_ratios", "mean_std", "max_entropy", "batchbald", "power_sampling(bald)",
-            "softmax_sampling(bald,2)"}
+BAYESIAN = set(registry.SAMPLED) | {"power_sampling(bald)", "softmax_sampling(bald,2)"}
 NAMES += ["power_sampling(bald)", "softmax_sampling(bald,2)"]
 BATCH_AWARE |= {"batchbald"}
 DROPOUT_MLP = mlp(C, hidden=16, dropout=0.5)

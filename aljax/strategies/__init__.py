@@ -6,7 +6,7 @@
   :mod:`~aljax.strategies.bayesian` (BALD, BatchBALD, ... on MC dropout or ensemble samples),
   :mod:`~aljax.strategies.model_change`, :mod:`~aljax.strategies.diversity`;
 * :mod:`~aljax.strategies.combinators` (importing only ``base``) and
-  :mod:`~aljax.strategies.registry` (:data:`STRATEGIES`, :data:`PER_SAMPLE`, :data:`COMBINATORS`,
+  :mod:`~aljax.strategies.registry` (:data:`STRATEGIES`, :data:`PER_SAMPLE`, :data:`SAMPLED`, :data:`COMBINATORS`,
   :func:`resolve`, which also takes out-of-tree ``package.module:function`` names).
 
 ``aljax.testing.check_strategy`` runs the contract tests on any strategy.
@@ -22,7 +22,7 @@ from aljax.strategies.base import (
     select,
     stateful,
 )
-from aljax.strategies.bayesian import bald, batchbald, max_entropy, mean_std, variation_ratios
+from aljax.strategies.bayesian import bald, batchbald, epig, max_entropy, mean_std, variation_ratios
 from aljax.strategies.committee import qbc_kl, qbc_vote_entropy
 from aljax.strategies.diversity import (
     badge,
@@ -33,11 +33,11 @@ from aljax.strategies.diversity import (
     kmeans_representatives,
 )
 from aljax.strategies.model_change import expected_error_reduction, expected_gradient_length
-from aljax.strategies.registry import COMBINATORS, PER_SAMPLE, STRATEGIES, is_stochastic, resolve
+from aljax.strategies.registry import COMBINATORS, PER_SAMPLE, SAMPLED, STRATEGIES, is_stochastic, resolve
 from aljax.strategies.uncertainty import confidence, entropy, least_confidence, margin, random
 
 __all__ = [
-    "COMBINATORS", "PER_SAMPLE", "STRATEGIES", "Context", "StatefulStrategy", "Strategy", "badge", "bald", "batchbald",
+    "COMBINATORS", "PER_SAMPLE", "SAMPLED", "STRATEGIES", "Context", "StatefulStrategy", "Strategy", "badge", "bald", "batchbald", "epig",
     "confidence", "max_entropy", "mean_std", "variation_ratios",
     "density_weighted", "entropy", "expected_error_reduction", "expected_gradient_length", "gradient_embedding", "is_stochastic",
     "kcenter", "kmeans", "kmeans_representatives", "least_confidence", "make_context", "margin", "per_sample",

@@ -3,7 +3,8 @@
 dropout network, the members for an :func:`~aljax.models.ensemble` — with a function of
 :mod:`aljax.bayesian` written for one example's (K, C).
 
-Settings: ``samples`` (K, MC dropout passes; an ensemble gives its M members instead), ``chunk``
+Settings: ``samples`` (K, MC dropout passes; an ensemble gives its M members instead), EPIG's
+``targets`` (target inputs drawn from the unlabeled pool), ``chunk``
 (score the pool that many rows at a time; None: all at once), and BatchBALD's ``configs`` (label
 configurations of the batch beyond which joint entropies are importance-sampled). A model without
 dropout gives K equal samples: BALD, variation ratios and mean std are then 0 everywhere.
@@ -12,9 +13,11 @@ dropout gives K equal samples: BALD, variation ratios and mean std are then 0 ev
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from aljax import bayesian
-from aljax.strategies.base import Context, rank_batch
+from aljax.forward import in_chunks
+from aljax.strategies.base import Context, rank_batch, select
 
 
 def _reduce(fn, key: jax.Array, ctx: Context, samples: int, chunk: int | None) -> jax.Array:
@@ -43,6 +46,21 @@ def max_entropy(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int |
     """Max entropy (Shannon 1948; Gal et al. 2017): entropy of the MC-averaged predictive
     mean_k softmax(logits_k) (with ``samples=1`` and no dropout: plain predictive entropy)."""
     return _reduce(bayesian.predictive_entropy, key, ctx, samples, chunk)
+
+
+def epig(key: jax.Array, ctx: Context, *, samples: int = 20, targets: int = 100, chunk: int | None = None) -> jax.Array:
+    """EPIG (Bickford Smith, Kirsch, Farquhar, Gal, Foster & Rainforth 2023): the expected information
+    a row's label gives about the labels of ``targets`` target inputs drawn at random from the
+    unlabeled pool (the input distribution of interest), over ``samples`` MC dropout passes (or
+    ensemble members). Work and memory: N·T·C² per round, reduced ``chunk`` rows at a time (default
+    1024 for this reduction)."""
+    k_samples, k_targets = jax.random.split(key)
+    log_probs = jax.nn.log_softmax(ctx.samples(k_samples, samples, chunk=chunk))  # (K, N, C)
+    n = ctx.selectable.shape[0]
+    picked = select(jax.random.uniform(k_targets, (n,)), ctx.selectable, min(targets, n))
+    target_log_probs = log_probs[:, picked]  # (K, T, C)
+    rows = jnp.moveaxis(log_probs, 1, 0)  # (N, K, C)
+    return in_chunks(jax.vmap(lambda lp: bayesian.epig(lp, target_log_probs)), rows, chunk or 1024)
 
 
 def batchbald(key: jax.Array, ctx: Context, *, samples: int = 20, configs: int = 1000,

@@ -50,7 +50,12 @@ STRATEGIES: dict[str, Strategy | StatefulStrategy] = {
     "mean_std": bayesian.mean_std,
     "max_entropy": bayesian.max_entropy,
     "batchbald": bayesian.batchbald,
+    "epig": bayesian.epig,
 }
+
+# Strategies that reduce sampled logits (ctx.samples): they need a model with dropout or an ensemble;
+# on a deterministic model every sample is the same and BALD-like scores are 0 everywhere.
+SAMPLED: frozenset[str] = frozenset(name for name, fn in STRATEGIES.items() if fn.__module__ == bayesian.__name__)
 
 COMBINATORS: dict[str, Callable[..., Strategy | StatefulStrategy]] = {
     "subsample": combinators.subsample,
