@@ -198,6 +198,48 @@ def from_flax(module) -> Model:
 # ----------------------------------------------------------------------------- published CNNs
 
 
+@jax.custom_vjp
+def _conv_nhwc(x: jax.Array, w: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_nhwc_fwd(x, w):
+    return _conv_nhwc(x, w), (x, w)
+
+
+def _conv_nhwc_bwd(residuals, g):
+    x, w = residuals
+    kh, kw = w.shape[:2]
+    h, wd = g.shape[1:3]
+    shifted = [(i, j) for i in range(kh) for j in range(kw)]
+    dw = jnp.stack([jnp.einsum("nhwc,nhwd->cd", x[:, i:i + h, j:j + wd], g) for i, j in shifted])
+    dx = jnp.zeros_like(x)
+    for i, j in shifted:
+        dx = dx.at[:, i:i + h, j:j + wd].add(jnp.einsum("nhwd,cd->nhwc", g, w[i, j]))
+    return dx, dw.reshape(w.shape)
+
+
+_conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
+
+
+def conv_valid(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+               feature_group_count=1, precision=None):
+    """``lax.conv_general_dilated`` (flax's ``nn.Conv(conv_general_dilated=...)`` signature) whose
+    gradient, for the networks' case (stride 1, VALID, no dilation, NHWC×HWIO), is kh·kw shifted
+    matrix products instead of XLA's convolution backward. Same values and gradients; why: inside a
+    ``while_loop`` or ``scan`` — where every fit runs — XLA:CPU ran the convolution backward 13-16x
+    slower than at top level (a 4x4, 16→16 convolution of 64 25x25 maps: 958 ms against 58 ms per
+    step in a scan); the shifted products keep their speed in loops. Other cases go to XLA."""
+    plain = (tuple(window_strides) == (1, 1) and (padding == "VALID" or all(tuple(p) == (0, 0) for p in padding))
+             and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+             and feature_group_count == 1 and precision is None
+             and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")))
+    if plain:
+        return _conv_nhwc(lhs, rhs)
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, precision=precision)
+
+
 def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int = 2, hidden: int = 128,
                 dropout_conv: float = 0.25, dropout_dense: float = 0.5) -> Model:
     """The MNIST CNN of Gal, Islam & Ghahramani 2017 ("Deep Bayesian Active Learning with Image Data",
@@ -213,8 +255,8 @@ def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int
     class CNNGal2017(nn.Module):
         @nn.compact
         def __call__(self, x, train: bool = False):
-            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID")(x))
-            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID")(x))
+            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID", conv_general_dilated=conv_valid)(x))
+            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID", conv_general_dilated=conv_valid)(x))
             x = nn.max_pool(x, (pool, pool), (pool, pool))
             x = nn.Dropout(dropout_conv, deterministic=not train)(x)
             x = nn.relu(nn.Dense(hidden)(x.reshape(x.shape[0], -1)))
@@ -239,7 +281,7 @@ def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64,
         @nn.compact
         def __call__(self, x, train: bool = False):
             for width in (filters1, filters2):
-                x = nn.Conv(width, (kernel, kernel), padding="VALID")(x)
+                x = nn.Conv(width, (kernel, kernel), padding="VALID", conv_general_dilated=conv_valid)(x)
                 x = nn.Dropout(dropout_conv, broadcast_dims=(1, 2), deterministic=not train)(x)
                 x = nn.relu(nn.max_pool(x, (2, 2), (2, 2)))
             x = nn.Dense(hidden)(x.reshape(x.shape[0], -1))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aljax.loop import Config, Hyper, make_run
-from aljax.models import MODELS, from_functions, make_model
+from aljax.models import MODELS, conv_valid, from_functions, make_model
 from aljax.spec import SpecError
 
 SAMPLE = (2, 3, 1)  # a tiny image: models flatten what they need
@@ -169,6 +169,22 @@ def test_published_cnns_shapes_embedding_and_train_mode_dropout(name, flat_featu
     out = params["Dense_1"]
     np.testing.assert_allclose(e @ out["kernel"] + out["bias"], logits, rtol=1e-5, atol=1e-5)
     assert not np.allclose(dropped, logits)
+
+
+def test_conv_valid_has_the_values_and_gradients_of_xla_convolution():
+    x = jax.random.normal(jax.random.key(0), (3, 9, 8, 2))
+    w = jax.random.normal(jax.random.key(1), (3, 2, 2, 4))
+    dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (1, 1), "VALID", dimension_numbers=dn)))
+
+    ours, xla = loss(conv_valid), loss(jax.lax.conv_general_dilated)
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5)
+    for a, b in zip(jax.grad(ours, argnums=(0, 1))(x, w), jax.grad(xla, argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    strided = conv_valid(x, w, (2, 2), "VALID", dimension_numbers=dn)  # other cases: XLA's own
+    np.testing.assert_allclose(strided, jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=dn))
 
 
 def test_published_cnn_settings_change_the_network():
