@@ -26,7 +26,7 @@ import numpy as np
 from aljax import atomic, interrupt, seeds, store
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
-from aljax.loop import Config, Hyper, RoundInfo
+from aljax.loop import Config, Hyper, RoundInfo, components
 from aljax.spec import settings_of, unknown
 from aljax.store import StoreError
 from aljax.strategies import is_stochastic, resolve as resolve_strategy
@@ -53,10 +53,10 @@ RUN_SETTINGS = {
     "chunk_size": (None, int, "seeds per compiled call; each finished chunk is checkpointed; default by "
                    f"backend, {seeds.describe_plans()}; a run keeps the chunk size it started with"),
     "schedule": (None, str, "continuous (a seed whose fit stopped goes on to its next round while the others "
-                 "fit) or lockstep (a chunk's fits wait for its slowest seed); default by backend (see "
-                 "--chunk-size); a run keeps the schedule it started with"),
+                 "fit), lockstep (a chunk's fits wait for its slowest seed) or sequential (a chunk's seeds one "
+                 "after another); default by backend and model (see --chunk-size); a run keeps the schedule "
+                 "it started with"),
 }
-SCHEDULES = ("continuous", "lockstep")
 FLAG_ALIASES = {"n_initial": ["--init"]}
 DERIVED = {"rounds"}  # Config fields computed from other settings
 # The command line's own defaults where they differ from Config's: Config keeps the article's
@@ -131,21 +131,21 @@ def read_config_file(path: Path) -> dict:
     return table
 
 
-def resolve_plan(settings: dict, out: Path, force: bool = False) -> None:
+def resolve_plan(settings: dict, out: Path, force: bool = False, convolutional: bool = False) -> None:
     """Fill ``chunk_size`` and ``schedule`` when neither a flag nor --config gave them: from the run
     already in ``out`` (a run keeps its plan; a run from before schedules existed stays lockstep),
-    else from the backend's plan (:func:`aljax.seeds.plan`)."""
+    else from the backend's plan for the model (:func:`aljax.seeds.plan`)."""
     old = {}
     if not force and (out / store.CONFIG).is_file():
         try:
             old = store.read_toml(out / store.CONFIG)
         except (OSError, ValueError):
             old = {}
-    default = seeds.plan()
+    default = seeds.plan(convolutional=convolutional)
     if settings["chunk_size"] is None:
         settings["chunk_size"] = old.get("chunk_size", default.chunk_size)
     if settings["schedule"] is None and not old:
-        settings["schedule"] = "continuous" if default.continuous else "lockstep"
+        settings["schedule"] = default.schedule
     elif settings["schedule"] is None:
         settings["schedule"] = old.get("schedule")  # None (left out of config.toml): lockstep
 
@@ -157,14 +157,14 @@ def check(settings: dict) -> int:
         resolve_strategy(settings["strategy"])  # a registry name with settings, a combinator or module:function
     except ValueError as err:
         raise CliError(str(err)) from None
-    if settings["schedule"] not in (None, *SCHEDULES):
-        raise CliError(unknown("schedule", settings["schedule"], SCHEDULES))
+    if settings["schedule"] not in (None, *seeds.SCHEDULES):
+        raise CliError(unknown("schedule", settings["schedule"], seeds.SCHEDULES))
     if settings["protocol"] not in PROTOCOLS:
         raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
     if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
         raise CliError(unknown("dataset", settings["dataset"], DATASET_FORMS))
     for key in ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "budget"):
-        if settings[key] <= 0:
+        if settings[key] is not None and settings[key] <= 0:
             raise CliError(f"--{key.replace('_', '-')} must be positive, got {settings[key]}")
     lr = settings["learning_rate"]
     if not (math.isfinite(lr) and lr > 0):
@@ -226,7 +226,6 @@ def gigabytes(n: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args)
-    resolve_plan(settings, Path(args.out), args.force)
     rounds = check(settings)
     data_dir, how = find_data_dir(args.data_dir)
     raw = load_dataset(settings["dataset"], data_dir, how)
@@ -238,6 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, hyper = build(settings, rounds)
     data = make_data(settings, raw)
     check_pool(config, int(np.asarray(data.pool.valid).sum()))
+    resolve_plan(settings, Path(args.out), args.force,
+                 seeds.convolves(components(config).model, data.pool.x.shape[1:]))
 
     out = Path(args.out)
     store.check_run(out, settings, force=args.force)  # writes nothing
@@ -260,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from aljax.progress import Progress
 
         progress = Progress(config.rounds, quiet=args.quiet)
-        run = seeds.make_program(config, progress.hook, continuous=settings["schedule"] == "continuous")
+        run = seeds.make_program(config, progress.hook, schedule=settings["schedule"] or "lockstep")
         t0 = time.perf_counter()
         compiled = seeds.compile_chunks(run, data, hyper, chunk, chunk_outputs)
         compile_s = time.perf_counter() - t0

@@ -101,13 +101,17 @@ def memory_available(device=None) -> int | None:
             return None
 
 
+SCHEDULES = ("continuous", "lockstep", "sequential")
+
+
 class Plan(NamedTuple):
-    """How seeds run on a backend: ``chunk_size`` seeds per compiled call (and per checkpoint);
-    ``continuous``: through :func:`aljax.loop.make_seeds_run` with ``lanes`` seeds stepped at a time
-    (else each chunk is one lockstep ``vmap`` of :func:`aljax.loop.make_run`)."""
+    """How seeds run on a backend: ``chunk_size`` seeds per compiled call (and per checkpoint), and the
+    ``schedule`` of a chunk (:data:`SCHEDULES`): ``continuous`` through :func:`aljax.loop.make_seeds_run`
+    with ``lanes`` seeds stepped at a time; ``lockstep``, one ``vmap`` of :func:`aljax.loop.make_run`;
+    ``sequential``, a ``lax.map`` of it (the chunk's seeds one after another, in the same program)."""
 
     chunk_size: int
-    continuous: bool
+    schedule: str
     lanes: int
 
 
@@ -116,33 +120,61 @@ class Plan(NamedTuple):
 # label buffer staying in cache; chunks of 64 seeds leave few epochs to the last seeds' tail and give
 # a checkpoint every few minutes. On accelerators, wide lanes fill the device (not measured here: no
 # GPU was available).
-PLANS = {"cpu": Plan(64, True, 4), "gpu": Plan(256, True, 256), "tpu": Plan(256, True, 256)}
+PLANS = {"cpu": Plan(64, "continuous", 4), "gpu": Plan(256, "continuous", 256), "tpu": Plan(256, "continuous", 256)}
+# Convolutional models on a CPU: XLA:CPU runs a convolution whose kernels differ per seed (a vmap over
+# seeds) 4-5x slower per seed than one seed's (experiments/bench_deep.py: training 104 against 476
+# images/s per seed, MC scoring 3834 against 20314), so their seeds run one after another.
+CPU_CONVOLUTIONAL = Plan(8, "sequential", 1)
 
 
-def plan(backend: str | None = None) -> Plan:
-    """The default :class:`Plan` of ``backend`` (default: ``jax.default_backend()``)."""
-    return PLANS.get(backend or jax.default_backend(), PLANS["gpu"])
+def convolves(model, sample_shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` (:class:`aljax.models.Model`) applies a convolution to rows of ``sample_shape``
+    (read off its traced program; nothing is computed)."""
+    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
+    rows = jax.ShapeDtypeStruct((1, *sample_shape), jnp.float32)
+    return "conv_general_dilated" in str(jax.make_jaxpr(lambda p, x: model.apply(p, x))(params, rows))
+
+
+def plan(backend: str | None = None, convolutional: bool = False) -> Plan:
+    """The default :class:`Plan` of ``backend`` (default: ``jax.default_backend()``) for a model that
+    does (``convolutional``) or does not convolve."""
+    backend = backend or jax.default_backend()
+    if convolutional and backend == "cpu":
+        return CPU_CONVOLUTIONAL
+    return PLANS.get(backend, PLANS["gpu"])
 
 
 def describe_plans() -> str:
     """The rule, in words, for help texts."""
-    return "; ".join(f"{b}: {p.chunk_size}" + (f" (continuous, {p.lanes} lanes)" if p.continuous else " (lockstep)")
-                     for b, p in PLANS.items())
+    rules = [f"{b}: {p.chunk_size} ({p.schedule}" + (f", {p.lanes} lanes)" if p.schedule == "continuous" else ")")
+             for b, p in PLANS.items()]
+    return "; ".join(rules) + f"; convolutional models on a cpu: {CPU_CONVOLUTIONAL.chunk_size} (sequential)"
 
 
-def make_program(config, on_round=None, continuous: bool | None = None, lanes: int | None = None,
+def make_program(config, on_round=None, schedule: str | None = None, lanes: int | None = None,
                  backend: str | None = None) -> Callable:
-    """The seeds program of ``config`` for :func:`run_seeds`: :func:`aljax.loop.make_seeds_run`
-    (continuous) or :func:`aljax.loop.make_run` (lockstep), as the backend's :func:`plan` says unless
-    given. A fitter without epoch pieces (not an :class:`aljax.fit.Fitter`) gets the lockstep one."""
+    """The seeds program of ``config`` for :func:`run_seeds` with ``schedule`` (:data:`SCHEDULES`;
+    default: the backend's :func:`plan` for a model that does not convolve; for one that does, pass
+    ``plan(backend, convolutional=True).schedule``). ``continuous`` needs a fitter with epoch pieces
+    (an :class:`aljax.fit.Fitter`); others get the lockstep program."""
     from aljax.loop import components, make_run, make_seeds_run
     from aljax.fit import Fitter
 
     default = plan(backend)
-    continuous = default.continuous if continuous is None else continuous
-    if continuous and isinstance(components(config).fitter, Fitter):
+    schedule = schedule or default.schedule
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if schedule == "continuous" and isinstance(components(config).fitter, Fitter):
         return make_seeds_run(config, on_round, lanes=default.lanes if lanes is None else lanes)
-    return make_run(config, on_round)
+    run = make_run(config, on_round)
+    if schedule != "sequential":
+        return run
+
+    def one_after_another(data, hyper, keys):
+        return jax.lax.map(lambda key: run(data, hyper, key), keys)
+
+    one_after_another.over_seeds = True
+    return one_after_another
 
 
 SAFETY = 0.8  # use at most this fraction of the free memory

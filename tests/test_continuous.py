@@ -70,8 +70,23 @@ def test_few_wasted_epochs_and_the_backend_default(tiny):
     useful, executed = int(info.steps.sum()), int(epochs) * 4
     assert useful <= executed and useful / executed > 0.8
     program = seeds.make_program(config, backend="cpu")
-    assert getattr(program, "over_seeds", False) == seeds.plan("cpu").continuous
-    assert not hasattr(seeds.make_program(config, continuous=False), "over_seeds")  # lockstep
+    assert getattr(program, "over_seeds", False) == (seeds.plan("cpu").schedule == "continuous")
+    assert not hasattr(seeds.make_program(config, schedule="lockstep"), "over_seeds")
+
+
+def test_sequential_schedule_equals_single_runs_and_convolutional_models_get_it_on_cpu(tiny):
+    keys = seeds.seed_keys(0, np.arange(3))
+    program = seeds.make_program(CFG, schedule="sequential")
+    state, info = jax.jit(program)(tiny, Hyper(), keys)
+    for s, (one_state, one_info) in enumerate(single_runs(CFG, tiny, keys)):
+        np.testing.assert_array_equal(state.order[s], one_state.order)
+        np.testing.assert_array_equal(info.eval_correct[s], one_info.eval_correct)
+    from aljax.models import make_model
+
+    assert seeds.convolves(make_model("cnn_gal2017(filters=2,hidden=4)", 3), (10, 10, 1))
+    assert not seeds.convolves(make_model("mlp(hidden=4,dropout=0.5)", 3), (10, 10, 1))
+    assert seeds.plan("cpu", convolutional=True).schedule == "sequential"
+    assert seeds.plan("gpu", convolutional=True) == seeds.plan("gpu")
 
 
 def test_phases_grow_the_buffers_between_continuous_loops(tiny):
