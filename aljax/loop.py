@@ -162,6 +162,16 @@ class State:
     fit_key: jax.Array
     strategy_state: Any = ()
 
+    @property
+    def in_buffer(self) -> jax.Array:
+        """(L,) bool: which rows of the label buffer hold labels (the first ``n_labeled``)."""
+        return jnp.arange(self.order.shape[-1]) < self.n_labeled
+
+    @property
+    def weights(self) -> jax.Array:
+        """(L,) float32: the fit's weights, the labeled rows' mean (:func:`aljax.fit.mean_weights`)."""
+        return mean_weights(self.in_buffer)
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -200,10 +210,9 @@ def fit_round(parts: Components, data: Data, hyper: Hyper, state: State,
     state, the round's info and the pool logits (N, C) under the fitted params: the one pass over the
     pool of a round, reused by the next round's strategy.
     """
-    mask = jnp.arange(state.order.shape[0]) < state.n_labeled
     fit_key, k_fit = jax.random.split(state.fit_key)
     result = parts.fitter(parts.model, parts.optimizer(hyper.learning_rate), state.params, state.opt_state, k_fit,
-                          data.pool.x[state.order], state.targets, mean_weights(mask), data.eval, hyper)
+                          data.pool.x[state.order], state.targets, state.weights, data.eval, hyper)
     return finish_round(parts, data, dataclasses.replace(state, fit_key=fit_key), result, before)
 
 
@@ -211,7 +220,7 @@ def finish_round(parts: Components, data: Data, state: State, result: FitResult,
                  before: jax.Array) -> tuple[State, RoundInfo, jax.Array]:
     """The state after a fit's ``result``, the round's info and the pool logits under the fitted params."""
     model = parts.model
-    mask = jnp.arange(state.order.shape[0]) < state.n_labeled
+    mask = state.in_buffer
     logits = model.apply(result.params, data.pool.x)
     confidence = jnp.max(jax.nn.softmax(logits), axis=-1)
     state = dataclasses.replace(state, params=result.params, opt_state=result.opt_state)
@@ -426,9 +435,6 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
         raise ValueError(f"fitter {config.fitter!r} has no epoch pieces (aljax.fit.Fitter); use make_run")
     rounds = config.rounds
 
-    def weights(state: State) -> jax.Array:
-        return mean_weights(jnp.arange(state.order.shape[0]) < state.n_labeled)
-
     def run(data: Data, hyper: Hyper, keys: jax.Array):
         n_seeds = keys.shape[0]
         width = min(lanes, n_seeds)
@@ -439,7 +445,7 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
             fit_key, k_fit = jax.random.split(state.fit_key)
             x = data.pool.x[state.order]
             fit = fitter.start(model, optimizer, state.params, state.opt_state, k_fit, x, state.targets,
-                               weights(state), data.eval, hyper)
+                               state.weights, data.eval, hyper)
             return dataclasses.replace(state, fit_key=fit_key), fit, x
 
         def finish(state: State, fit: FitCarry, before: jax.Array, r: jax.Array):  # one seed's round ends
@@ -501,7 +507,7 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
                 loop = jax.lax.while_loop(lambda l: jnp.any(ready(l.lanes)), finish_some, loop)
                 lanes = loop.lanes
                 fitting = (lanes.seed < n_seeds) & jax.vmap(lambda f: fitter.running(f, hyper))(lanes.fit)
-                stepped = jax.vmap(lambda f, x, s: fitter.epoch(model, optimizer, f, x, s.targets, weights(s),
+                stepped = jax.vmap(lambda f, x, s: fitter.epoch(model, optimizer, f, x, s.targets, s.weights,
                                                                 data.eval, hyper))(lanes.fit, lanes.x, lanes.state)
                 lanes = lanes._replace(fit=_where(fitting, stepped, lanes.fit))
                 return loop._replace(lanes=lanes, epochs=loop.epochs + 1)
