@@ -377,8 +377,10 @@ def register_run(subparsers) -> None:
 
 def first_sentence(obj) -> str:
     """The first sentence of a docstring's first paragraph, on one line."""
-    text = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split()).replace("``", "")
-    return re.split(r"(?<!\bal)\. ", text)[0].rstrip(".") + "."  # "et al. 2020" does not end a sentence
+    paragraph = re.sub(r"-\n\s*", "-", (inspect.getdoc(obj) or "").split("\n\n")[0])  # "relu-\ndropout"
+    text = " ".join(paragraph.split()).replace("``", "")
+    # "et al. 2020", "e.g. x" and "i.e. y" do not end a sentence
+    return re.split(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\. ", text)[0].rstrip(".") + "."
 
 
 # Where the code keeps its registries: (heading, module, attribute, how a name is written).
