@@ -29,7 +29,8 @@ from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
 from aljax.spec import settings_of, unknown
 from aljax.store import StoreError
-from aljax.strategies import is_stochastic, resolve as resolve_strategy
+from aljax.models import samples_differ
+from aljax.strategies import SAMPLED, is_stochastic, resolve as resolve_strategy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,8 +238,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, hyper = build(settings, rounds)
     data = make_data(settings, raw)
     check_pool(config, int(np.asarray(data.pool.valid).sum()))
-    resolve_plan(settings, Path(args.out), args.force,
-                 seeds.convolves(components(config).model, data.pool.x.shape[1:]))
+    model, sample_shape = components(config).model, data.pool.x.shape[1:]
+    sampled = sorted(set(re.findall(r"[A-Za-z_]\w*", settings["strategy"])) & SAMPLED)
+    if sampled and not samples_differ(model, sample_shape):
+        raise CliError(f"strategy {sampled[0]!r} reduces MC dropout samples or ensemble members, but model "
+                       f"{settings['model']!r} has neither, so its scores are 0 everywhere; pass a model with "
+                       "dropout (e.g. --model 'mlp(dropout=0.5)' or cnn_gal2017) or an ensemble(...)")
+    resolve_plan(settings, Path(args.out), args.force, seeds.convolves(model, sample_shape))
 
     out = Path(args.out)
     store.check_run(out, settings, force=args.force)  # writes nothing

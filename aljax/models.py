@@ -47,6 +47,21 @@ class Model(NamedTuple):
     loss: Callable[..., jax.Array] | None = None
 
 
+def samples_differ(model: Model, sample_shape: tuple[int, ...]) -> bool:
+    """Whether ``model``'s sampled predictions differ from sample to sample: it has its own ``samples``
+    (an :func:`ensemble`'s members), or its train-mode ``apply`` draws from its key (dropout). Read off
+    the traced program after dead-code elimination; nothing is computed."""
+    if model.samples is not None:
+        return True
+    from jax.interpreters import partial_eval as pe
+
+    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
+    rows = jax.ShapeDtypeStruct((2, *sample_shape), jnp.float32)
+    closed = jax.make_jaxpr(lambda key, p, x: model.apply(p, x, key=key, train=True))(jax.random.key(0), params, rows)
+    _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+    return bool(used[0])
+
+
 def flatten(x: jax.Array) -> jax.Array:
     """(n, *sample_shape) -> (n, D)."""
     return x.reshape(x.shape[0], -1)

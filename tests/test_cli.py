@@ -96,6 +96,7 @@ def error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
         "patience below 1": (["--patience", "0"], "--patience must be at least 1"),
         "max_steps below 1": (["--max-steps", "0"], "--max-steps must be at least 1"),
         "typo inside a combinator": (["--strategy", "subsample(marign)"], "did you mean 'margin'"),
+        "bald without dropout": (["--strategy", "power_sampling(bald)"], "has neither, so its scores are 0"),
         "truncated idx file": (["--dataset", f"idx:{tmp / 'short'}"], "must hold the four MNIST-layout IDX files"),
         "corrupt data": (["--data-dir", tmp / "corrupt"], "wrong SHA-256 checksum"),
         "nan features": (["--dataset", f"idx:{tmp / 'nan'}", "--pool-size", "100"], "NaN"),
@@ -117,7 +118,7 @@ def error_runs(tmp_path_factory, env):
     "unknown strategy", "unknown dataset", "budget over pool", "query over pool", "query not positive",
     "init over budget", "budget not whole rounds", "no seeds", "missing data", "corrupt data", "nan features",
     "unwritable out", "unknown config key", "identical seeds", "n_classes below the dataset's", "zero learning rate",
-    "patience below 1", "max_steps below 1", "typo inside a combinator", "truncated idx file"])
+    "patience below 1", "max_steps below 1", "typo inside a combinator", "truncated idx file", "bald without dropout"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(error_runs, case):
     tmp, cases, runs = error_runs
     rc, out, err = runs[case]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aljax.loop import Config, Hyper, make_run
-from aljax.models import MODELS, conv_valid, from_functions, make_model
+from aljax.models import MODELS, conv_valid, from_functions, make_model, samples_differ
 from aljax.spec import SpecError
 
 SAMPLE = (2, 3, 1)  # a tiny image: models flatten what they need
@@ -169,6 +169,15 @@ def test_published_cnns_shapes_embedding_and_train_mode_dropout(name, flat_featu
     out = params["Dense_1"]
     np.testing.assert_allclose(e @ out["kernel"] + out["bias"], logits, rtol=1e-5, atol=1e-5)
     assert not np.allclose(dropped, logits)
+
+
+def test_samples_differ_for_dropout_and_ensembles_only():
+    shape = (6, 6, 1)
+    assert not samples_differ(make_model("softmax_regression", 3), shape)
+    assert not samples_differ(make_model("mlp(hidden=4)", 3), shape)
+    assert samples_differ(make_model("mlp(hidden=4,dropout=0.5)", 3), shape)
+    assert samples_differ(make_model("cnn_gal2017(filters=2,kernel=2,hidden=4)", 3), shape)
+    assert samples_differ(make_model("ensemble(softmax_regression,members=2)", 3), shape)
 
 
 def test_conv_valid_has_the_values_and_gradients_of_xla_convolution():
