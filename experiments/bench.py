@@ -302,11 +302,12 @@ def cli_runs(host: tuple, sizes: tuple[int, ...], quick: bool) -> list[dict]:
     x, y, ex, ey = host
     budget = 100 if quick else 400
     rows = []
-    for s in sizes:
+    # the defaults, then lockstep chunks of 4 (the fastest lockstep groups in the seeds rows) for comparison
+    for s, flags in [(s, flags) for s in sizes for flags in ([], ["--schedule", "lockstep", "--chunk-size", "4"])]:
         with tempfile.TemporaryDirectory() as out:
             command = [sys.executable, "-m", "aljax", "run", "--protocol", "seed", "--initial", "random",
                        "--strategy", "least_confidence", "--budget", str(budget), "--seeds", str(s), "--quiet",
-                       "--out", out]
+                       "--out", out, *flags]
             start = time.perf_counter()
             subprocess.run(command, check=True, cwd=Path(__file__).parents[1])
             wall = time.perf_counter() - start
@@ -317,7 +318,7 @@ def cli_runs(host: tuple, sizes: tuple[int, ...], quick: bool) -> list[dict]:
         for i in range(2):
             ref.active(x, y, ex, ey, orders[i, :10], (budget - 10) // 10)
         np_per_seed = (time.perf_counter() - start) / 2
-        progress(f"aljax run --seeds {s}: {wall:.1f} s")
+        progress(f"aljax run --seeds {s} {' '.join(flags)}: {wall:.1f} s")
         compile_s = timings.get("compile_s")
         rows.append({"seeds": s, "wall_s": wall, "per_seed_s": wall / s,
                      "compile_s": compile_s[-1] if isinstance(compile_s, list) else compile_s,
