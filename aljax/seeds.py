@@ -121,9 +121,9 @@ class Plan(NamedTuple):
 # a checkpoint every few minutes. On accelerators, wide lanes fill the device (not measured here: no
 # GPU was available).
 PLANS = {"cpu": Plan(64, "continuous", 4), "gpu": Plan(256, "continuous", 256), "tpu": Plan(256, "continuous", 256)}
-# Convolutional models on a CPU: XLA:CPU runs a convolution whose kernels differ per seed (a vmap over
-# seeds) 4-5x slower per seed than one seed's (experiments/bench_deep.py: training 104 against 476
-# images/s per seed, MC scoring 3834 against 20314), so their seeds run one after another.
+# Convolutional models on a CPU: XLA:CPU runs convolutions whose kernels differ per seed (a vmap over
+# seeds) slower than the same seeds one after another (experiments/bench_deep.py, 4 seeds: 1.1-1.3x
+# for cnn_gal2017, 1.9-2.5x for a small one; training and MC scoring), so their seeds run in sequence.
 CPU_CONVOLUTIONAL = Plan(8, "sequential", 1)
 
 

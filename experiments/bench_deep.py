@@ -3,7 +3,8 @@
 * the TRAINING STEP (forward + backward + Adam, dropout on) of the minibatch fitter, and
 * MC-DROPOUT SCORING (K consistent-dropout forward passes over a pool, reduced to BALD),
 
-for one seed, and per seed when S seeds are vmapped in one program; against PyTorch on the same CPU
+for one seed, and summed over S seeds run in one program, vmapped or one after another (``lax.map``);
+against PyTorch on the same CPU
 with the same network (the Gal 2017 CNN, ``cnn_gal2017``) and batch size, if torch is importable
 (``pip install -e '.[bench]'``; torch is not a dependency of aljax). Numbers go to stdout and to
 ``--out`` (default results/bench-deep/bench_deep.json). ``--quick``: small sizes, a few seconds.
@@ -41,8 +42,17 @@ def timed(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def jax_train(spec: str, batch: int, seeds: int, steps: int, repeats: int) -> float:
-    """Images/s per seed of ``steps`` scanned training steps, ``seeds`` seeds vmapped (0: no vmap)."""
+def batched(run, seeds: int, layout: str):
+    """``run(key)`` jitted over ``seeds`` keys: vmapped, or one after another (``lax.map``, the CPU
+    schedule for convolutional models); ``seeds=0``: one seed, no batching."""
+    if not seeds:
+        return jax.jit(lambda k: run(k[0]))
+    return jax.jit(jax.vmap(run) if layout == "vmap" else lambda k: jax.lax.map(run, k))
+
+
+def jax_train(spec: str, batch: int, seeds: int, steps: int, repeats: int, layout: str = "vmap") -> float:
+    """Images/s of ``steps`` scanned training steps, summed over ``seeds`` seeds batched by ``layout``
+    (0: one seed)."""
     model = make_model(spec, 10)
     opt = optax.adam(1e-3)
     x = jax.random.uniform(jax.random.key(0), (batch, *SHAPE))
@@ -61,14 +71,14 @@ def jax_train(spec: str, batch: int, seeds: int, steps: int, repeats: int) -> fl
         return jax.tree.leaves(params)[0]
 
     keys = jax.random.split(jax.random.key(1), max(seeds, 1))
-    fn = jax.jit(jax.vmap(run)) if seeds else jax.jit(lambda k: run(k[0]))
+    fn = batched(run, seeds, layout)
     seconds = timed(lambda: fn(keys), repeats)
-    return steps * batch / seconds
+    return steps * batch * max(seeds, 1) / seconds
 
 
-def jax_score(spec: str, pool: int, k: int, seeds: int, chunk: int | None, repeats: int) -> float:
-    """Images/s per seed of BALD over ``pool`` rows with ``k`` consistent MC dropout passes (image =
-    one forward pass of one row), ``seeds`` seeds vmapped (0: no vmap)."""
+def jax_score(spec: str, pool: int, k: int, seeds: int, chunk: int | None, repeats: int, layout: str = "vmap") -> float:
+    """Images/s of BALD over ``pool`` rows with ``k`` consistent MC dropout passes (image = one forward
+    pass of one row), summed over ``seeds`` seeds batched by ``layout`` (0: one seed)."""
     model = make_model(spec, 10)
     x = jax.random.uniform(jax.random.key(0), (pool, *SHAPE))
 
@@ -78,9 +88,9 @@ def jax_score(spec: str, pool: int, k: int, seeds: int, chunk: int | None, repea
         return jax.vmap(bayesian.bald, in_axes=1)(logits)
 
     keys = jax.random.split(jax.random.key(1), max(seeds, 1))
-    fn = jax.jit(jax.vmap(run)) if seeds else jax.jit(lambda k: run(k[0]))
+    fn = batched(run, seeds, layout)
     seconds = timed(lambda: fn(keys), repeats)
-    return pool * k / seconds
+    return pool * k * max(seeds, 1) / seconds
 
 
 def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> dict | None:
@@ -145,10 +155,14 @@ def main(argv=None) -> int:
     res = {"device": str(jax.devices()[0]), "cpus": os.cpu_count(), "model": model, "batch": args.batch,
            "steps": steps, "pool": pool, "mc_samples": k, "seeds_vmapped": args.seeds}
     res["jax_train_images_per_s"] = {"1 seed": jax_train(model, args.batch, 0, steps, repeats),
-                                     f"per seed, {args.seeds} vmapped": jax_train(model, args.batch, args.seeds, steps, repeats)}
+                                     f"{args.seeds} seeds vmapped": jax_train(model, args.batch, args.seeds, steps, repeats),
+                                     f"{args.seeds} seeds in sequence": jax_train(model, args.batch, args.seeds, steps,
+                                                                                      repeats, "map")}
     print(json.dumps(res["jax_train_images_per_s"]), flush=True)
     res["jax_score_images_per_s"] = {"1 seed": jax_score(model, pool, k, 0, 512, repeats),
-                                     f"per seed, {args.seeds} vmapped": jax_score(model, pool, k, args.seeds, 512, repeats)}
+                                     f"{args.seeds} seeds vmapped": jax_score(model, pool, k, args.seeds, 512, repeats),
+                                     f"{args.seeds} seeds in sequence": jax_score(model, pool, k, args.seeds, 512, repeats,
+                                                                                      "map")}
     print(json.dumps(res["jax_score_images_per_s"]), flush=True)
     res["torch"] = torch_numbers(args.batch, steps, pool, k, repeats) if model == "cnn_gal2017" else None
     if res["torch"] is None:
