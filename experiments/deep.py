@@ -397,7 +397,7 @@ def figures(results: dict, out: Path) -> None:
             curves = {size["strategies"][s]: (np.asarray(r["labels"]), 100 * np.asarray(r["acc"]))
                       for s, r in size["runs"].items()}
             plot_curves(curves, exp_figure(exp, q, out), title=f"{exp['title']} (acquisition size {q})",
-                        ylabel="test accuracy (%)")
+                        ylabel="test accuracy (%)", bounds=(0, 100))
 
 
 def compact(results: dict) -> dict:
