@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, help="default results/study (quick: results/study-quick)")
     parser.add_argument("--fresh", action="store_true", help="recompute runs already stored in OUT/runs")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="leave out the pool-subsampling variants (e.g. to report the strategies run so far)")
     args = parser.parse_args(argv)
     settings = args.settings or (["A"] if args.quick else list(SETTINGS))
     n_seeds = args.seeds or (16 if args.quick else 100)
@@ -443,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["notes"].append("query size 1 left out in this mode (390 rounds: the slowest run)")
     for name in settings:
         results["settings"][name] = run_setting(SETTINGS[name], raws[name], out, strategies, n_seeds, args.chunk,
-                                                query_sizes if name == "A" else (), fresh=args.fresh)
+                                                query_sizes if name == "A" else (), fresh=args.fresh,
+                                                combinators=() if args.no_variants else COMBINATOR_VARIANTS)
         (out / "study.json").write_text(json.dumps(results, indent=1))  # after each setting: nothing is lost
         write_report(results, out)
     print(f"wrote {out / 'study.json'}, {out / 'report.md'} and figures", flush=True)
