@@ -29,7 +29,7 @@ from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
 from aljax.spec import settings_of, unknown
 from aljax.store import StoreError
-from aljax.models import samples_differ
+from aljax.models import convolves, samples_differ
 from aljax.strategies import SAMPLED, is_stochastic, resolve as resolve_strategy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -244,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"strategy {sampled[0]!r} reduces MC dropout samples or ensemble members, but model "
                        f"{settings['model']!r} has neither, so its scores are 0 everywhere; pass a model with "
                        "dropout (e.g. --model 'mlp(dropout=0.5)' or cnn_gal2017) or an ensemble(...)")
-    resolve_plan(settings, Path(args.out), args.force, seeds.convolves(model, sample_shape))
+    resolve_plan(settings, Path(args.out), args.force, convolves(model, sample_shape))
 
     out = Path(args.out)
     store.check_run(out, settings, force=args.force)  # writes nothing

@@ -47,6 +47,14 @@ class Model(NamedTuple):
     loss: Callable[..., jax.Array] | None = None
 
 
+def _traced_apply(model: Model, sample_shape: tuple[int, ...], rows: int, train: bool):
+    """The closed jaxpr of ``apply(params, x, key=key, train=train)`` for ``rows`` rows of
+    ``sample_shape``, traced on abstract values (nothing is computed); its inputs: key, params, x."""
+    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
+    x = jax.ShapeDtypeStruct((rows, *sample_shape), jnp.float32)
+    return jax.make_jaxpr(lambda key, p, x: model.apply(p, x, key=key, train=train))(jax.random.key(0), params, x)
+
+
 def samples_differ(model: Model, sample_shape: tuple[int, ...]) -> bool:
     """Whether ``model``'s sampled predictions differ from sample to sample: it has its own ``samples``
     (an :func:`ensemble`'s members), or its train-mode ``apply`` draws from its key (dropout). Read off
@@ -55,11 +63,15 @@ def samples_differ(model: Model, sample_shape: tuple[int, ...]) -> bool:
         return True
     from jax.interpreters import partial_eval as pe
 
-    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
-    rows = jax.ShapeDtypeStruct((2, *sample_shape), jnp.float32)
-    closed = jax.make_jaxpr(lambda key, p, x: model.apply(p, x, key=key, train=True))(jax.random.key(0), params, rows)
+    closed = _traced_apply(model, sample_shape, 2, train=True)
     _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
     return bool(used[0])
+
+
+def convolves(model: Model, sample_shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` applies a convolution to rows of ``sample_shape`` (read off its traced eval-mode
+    program; nothing is computed)."""
+    return "conv_general_dilated" in str(_traced_apply(model, sample_shape, 1, train=False))
 
 
 def flatten(x: jax.Array) -> jax.Array:

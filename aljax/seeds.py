@@ -127,17 +127,9 @@ PLANS = {"cpu": Plan(64, "continuous", 4), "gpu": Plan(256, "continuous", 256), 
 CPU_CONVOLUTIONAL = Plan(8, "sequential", 1)
 
 
-def convolves(model, sample_shape: tuple[int, ...]) -> bool:
-    """Whether ``model`` (:class:`aljax.models.Model`) applies a convolution to rows of ``sample_shape``
-    (read off its traced program; nothing is computed)."""
-    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
-    rows = jax.ShapeDtypeStruct((1, *sample_shape), jnp.float32)
-    return "conv_general_dilated" in str(jax.make_jaxpr(lambda p, x: model.apply(p, x))(params, rows))
-
-
 def plan(backend: str | None = None, convolutional: bool = False) -> Plan:
     """The default :class:`Plan` of ``backend`` (default: ``jax.default_backend()``) for a model that
-    does (``convolutional``) or does not convolve."""
+    does (``convolutional``, :func:`aljax.models.convolves`) or does not convolve."""
     backend = backend or jax.default_backend()
     if convolutional and backend == "cpu":
         return CPU_CONVOLUTIONAL
