@@ -180,9 +180,10 @@ def test_samples_differ_for_dropout_and_ensembles_only():
     assert samples_differ(make_model("ensemble(softmax_regression,members=2)", 3), shape)
 
 
-def test_conv_valid_has_the_values_and_gradients_of_xla_convolution():
-    x = jax.random.normal(jax.random.key(0), (3, 9, 8, 2))
-    w = jax.random.normal(jax.random.key(1), (3, 2, 2, 4))
+@pytest.mark.parametrize("channels", [2, 20])  # kernel gradient from one patch matrix / from shifted products
+def test_conv_valid_has_the_values_and_gradients_of_xla_convolution(channels):
+    x = jax.random.normal(jax.random.key(0), (3, 9, 8, channels))
+    w = jax.random.normal(jax.random.key(1), (3, 2, channels, 4))
     dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
 
     def loss(conv):
