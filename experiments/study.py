@@ -19,7 +19,8 @@ strategy, so seed i starts from the same random initial labels everywhere (check
 
 Outputs in ``--out`` (default results/study, quick: results/study-quick):
 ``runs/<setting>_<strategy>_q<size>_s<seeds>.json`` (per-seed curves, reused on the next call unless
-``--fresh``), ``study.json`` (every summary number; an invocation that runs some settings keeps the
+``--fresh``; a run in progress keeps its finished chunks in ``runs/<tag>.partial`` and resumes from
+them), ``study.json`` (every summary number; an invocation that runs some settings keeps the
 others a previous invocation of the same mode stored there), ``report.md`` (written only from study.json),
 ``<setting>_curves.png`` and ``<setting>_vs_random.png`` (paired differences), ``A_query_size.png``.
 """
@@ -31,6 +32,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,7 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from aljax import seeds
+from aljax import atomic, seeds, store
 from aljax.compare import at_labels, auc, paired, reach_summary, summary
 from aljax.data import DEFAULT_DATA_DIR, DataError, Raw, dev_data, load_dataset
 from aljax.loop import Config, Hyper, make_run
@@ -108,47 +110,70 @@ def seed_keys(start: int, stop: int) -> jax.Array:
     return seeds.seed_keys(0, np.arange(start, stop))
 
 
-def run_seeds(data, config: Config, n_seeds: int, chunk: int) -> dict:
+def run_seeds(data, config: Config, n_seeds: int, chunk: int, checkpoints: Path) -> dict:
     """Per-seed curves of one config: labels (R,), acc (S, R), initial (S, n_initial), timings.
 
     :func:`aljax.seeds.run_seeds`: one compiled program for all chunks; the last chunk is padded with
-    extra seeds, then dropped; a bar on a terminal's stderr, a line per chunk otherwise.
+    extra seeds, then dropped; a bar on a terminal's stderr, a line per chunk otherwise. Each finished
+    chunk is saved in ``checkpoints`` (:func:`aljax.store.save_chunk`); chunks found there are not
+    rerun, so a killed study resumes where it stopped.
     """
     config.check_pool(int(np.asarray(data.pool.valid).sum()))
     chunk = min(chunk, n_seeds)
-    progress = Progress(config.rounds)
-    run = make_run(config, progress.hook)
-    outputs = lambda state, info: {"acc": info.test_accuracy, "initial": state.order[:, : config.n_initial],  # noqa: E731
-                                   "labels": info.n_labeled}
-    t0 = time.perf_counter()
-    compiled = seeds.compile_chunks(run, data, Hyper(), chunk, outputs)
-    compile_s = time.perf_counter() - t0
-    result = seeds.run_seeds(run, data, Hyper(), n_seeds, chunk_size=chunk, outputs=outputs, progress=progress,
-                             compiled=compiled)
+    n = seeds.n_chunks(n_seeds, chunk)
+    done = [c for c in store.finished_chunks(checkpoints) if c < n]
+    compile_s = 0.0
+    if len(done) < n:
+        (checkpoints / store.CHUNKS).mkdir(parents=True, exist_ok=True)
+        if done:
+            print(f"    resuming: {len(done)}/{n} chunks already in {checkpoints}", flush=True)
+        progress = Progress(config.rounds)
+        run = make_run(config, progress.hook)
+        outputs = lambda state, info: {"acc": info.test_accuracy,  # noqa: E731
+                                       "initial": state.order[:, : config.n_initial], "labels": info.n_labeled}
+        t0 = time.perf_counter()
+        compiled = seeds.compile_chunks(run, data, Hyper(), chunk, outputs)
+        compile_s = time.perf_counter() - t0
+
+        def save(c, chunk_seeds, result, seconds):
+            arrays = {k: np.asarray(v) for k, v in jax.device_get(result).items()}
+            store.save_chunk(checkpoints, c, arrays | {"seed": chunk_seeds, "seconds": np.array([seconds])})
+
+        seeds.run_seeds(run, data, Hyper(), n_seeds, chunk_size=chunk, outputs=outputs, progress=progress,
+                        skip=done, on_chunk=save, compiled=compiled)
+    result = store.load_chunks(checkpoints, n)
     return {
-        "labels": np.asarray(result["labels"][0]).tolist(),
-        "acc": np.round(np.asarray(result["acc"]).astype(np.float64), 6).tolist(),
-        "initial": np.asarray(result["initial"]).tolist(),
+        "labels": result["labels"][0].tolist(),
+        "acc": np.round(result["acc"].astype(np.float64), 6).tolist(),
+        "initial": result["initial"].tolist(),
         "compile_s": round(compile_s, 2),
-        "run_s": round(time.perf_counter() - t0 - compile_s, 2),
+        "run_s": round(float(np.sum(result["seconds"])), 2),
     }
 
 
 def cached_run(out: Path, setting: Setting, data, strategy: str, query_size: int, n_seeds: int,
                chunk: int, fresh: bool) -> dict:
-    """:func:`run_seeds`, stored in ``out/runs`` and reused when the same run is stored there."""
+    """:func:`run_seeds`, stored in ``out/runs`` and reused when the same run is stored there; its chunk
+    checkpoints live in ``out/runs/<tag>.partial`` (with the spec they belong to) until the run is stored."""
     config = setting.config(strategy, query_size)
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{setting.name}_{strategy}_q{query_size}_s{n_seeds}")
     path = out / "runs" / f"{tag}.json"
     spec = {"setting": dataclasses.asdict(setting), "config": dataclasses.asdict(config), "seeds": n_seeds}
+    spec = json.loads(json.dumps(spec))
     if path.exists() and not fresh:
         stored = json.loads(path.read_text())
-        if stored["spec"] == json.loads(json.dumps(spec)):
+        if stored["spec"] == spec:
             print(f"  {setting.name} {strategy} q={query_size}: reused {path}", flush=True)
             return stored
-    result = {"spec": spec, **run_seeds(data, config, n_seeds, chunk)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
+    checkpoints = out / "runs" / f"{tag}.partial"
+    spec_file = checkpoints / "spec.json"
+    if checkpoints.exists() and (fresh or not spec_file.exists() or json.loads(spec_file.read_text()) != [spec, chunk]):
+        shutil.rmtree(checkpoints)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(spec_file, [spec, chunk])
+    result = {"spec": spec, **run_seeds(data, config, n_seeds, chunk, checkpoints)}
+    atomic.write_json(path, result, indent=None)
+    shutil.rmtree(checkpoints)
     final = np.mean(np.asarray(result["acc"])[:, -1])
     print(f"  {setting.name} {strategy} q={query_size}: compile {result['compile_s']:.0f} s, "
           f"run {result['run_s']:.0f} s, mean final accuracy {final:.4f}", flush=True)

@@ -151,3 +151,29 @@ def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "aljax.fetch --dataset fashion_mnist" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_killed_run_resumes_from_its_chunk_checkpoints(tmp_path, monkeypatch, capsys):
+    data = study.dev_data(tiny_raw(), TINY.pool_size, TINY.dev_size)
+    run_seeds = study.seeds.run_seeds
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_one_chunk(*args, on_chunk, **kwargs):
+        def save_then_die(*chunk):
+            on_chunk(*chunk)
+            raise Killed
+
+        return run_seeds(*args, on_chunk=save_then_die, **kwargs)
+
+    monkeypatch.setattr(study.seeds, "run_seeds", killed_after_one_chunk)
+    with pytest.raises(Killed):
+        study.cached_run(tmp_path, TINY, data, "margin", 2, 3, chunk=2, fresh=False)
+    assert len(list((tmp_path / "runs").glob("*.partial/chunks/chunk-*.npz"))) == 1
+    monkeypatch.undo()
+    resumed = study.cached_run(tmp_path, TINY, data, "margin", 2, 3, chunk=2, fresh=False)
+    assert "resuming: 1/2 chunks" in capsys.readouterr().out
+    whole = study.cached_run(tmp_path / "other", TINY, data, "margin", 2, 3, chunk=2, fresh=False)
+    assert resumed["acc"] == whole["acc"] and resumed["initial"] == whole["initial"]
+    assert not list((tmp_path / "runs").glob("*.partial"))  # checkpoints go once the run is stored
