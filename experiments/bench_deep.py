@@ -6,7 +6,8 @@
 for one seed, and summed over S seeds run in one program, vmapped or one after another (``lax.map``);
 against PyTorch on the same CPU
 with the same network (the Gal 2017 CNN, ``cnn_gal2017``) and batch size, if torch is importable
-(``pip install -e '.[bench]'``; torch is not a dependency of aljax). Numbers go to stdout and to
+(``pip install -e '.[bench]'``; torch is not a dependency of aljax). From those rates, the seconds
+per seed of one full-size round of the Gal protocol (:func:`gal_round`). Numbers go to stdout and to
 ``--out`` (default results/bench-deep/bench_deep.json). ``--quick``: small sizes, a few seconds.
 """
 
@@ -138,6 +139,25 @@ def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> di
             "train_images_per_s": steps * batch / med(train), "score_images_per_s": pool * k / med(score)}
 
 
+def gal_round(train: dict, score: dict, torch_rates: dict | None) -> dict:
+    """Seconds per seed of one round of the Gal 2017 protocol at ``deep.py --mode full``'s sizes, derived
+    from the rates measured here: the most a fit can train (max_epochs × epoch_points images, patience
+    stops sooner) plus MC scoring of the whole pool (pool rows × MC samples). Rates summed over seeds
+    give seconds per seed as work / rate."""
+    from deep import MODES
+    from aljax import spec
+
+    gal = next(e for e in MODES["full"].experiments if e.name == "gal2017")
+    fitter = dict(spec.parse(gal.fitter).kwargs)
+    pool = 60_000 - MODES["full"].dev_size  # MNIST's training images that are not dev
+    trained, scored = fitter["max_epochs"] * fitter["epoch_points"], pool * gal.mc_samples
+    out = {"train_images": trained, "score_images": scored,
+           "aljax_s": {layout: trained / train[layout] + scored / score[layout] for layout in train}}
+    if torch_rates:
+        out["torch_s"] = trained / torch_rates["train_images_per_s"] + scored / torch_rates["score_images_per_s"]
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -165,6 +185,9 @@ def main(argv=None) -> int:
                                                                                       "map")}
     print(json.dumps(res["jax_score_images_per_s"]), flush=True)
     res["torch"] = torch_numbers(args.batch, steps, pool, k, repeats) if model == "cnn_gal2017" else None
+    if not args.quick:
+        res["gal_full_round_per_seed"] = gal_round(res["jax_train_images_per_s"], res["jax_score_images_per_s"],
+                                                   res["torch"])
     if res["torch"] is None:
         res["torch_note"] = "torch not importable (pip install -e '.[bench]'), or a non-default model"
     print(json.dumps(res, indent=1))

@@ -34,3 +34,13 @@ def test_cost_counts_two_buffer_reads_per_step_and_one_pool_pass_per_fit():
     flops, moved = bench.cost(np.array([[3, 5]]), np.array([10, 20]), n_eval=7, n_pool=100)
     assert flops == (3 * 4 * 10 + 5 * 4 * 20) * d * c + 8 * 2 * 7 * d * c + 2 * 2 * 100 * d * c
     assert moved == (3 * 8 * 10 + 5 * 8 * 20) * d + 8 * 4 * 7 * d + 2 * 4 * 100 * d
+
+
+def test_gal_round_adds_the_full_protocols_training_and_scoring_at_the_measured_rates():
+    import bench_deep
+
+    r = bench_deep.gal_round({"1 seed": 100.0}, {"1 seed": 1000.0},
+                             {"train_images_per_s": 50.0, "score_images_per_s": 500.0})
+    assert r["train_images"] == 50 * 1024 and r["score_images"] == 59_000 * 20  # deep.py --mode full
+    assert r["aljax_s"]["1 seed"] == r["train_images"] / 100 + r["score_images"] / 1000
+    assert r["torch_s"] == 2 * r["aljax_s"]["1 seed"]
