@@ -416,7 +416,8 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
     evaluation); lanes whose fit has stopped are then finished, ``batch`` at a time inside a loop that
     runs only while some lane is ready (a scalar condition, so the pool-sized work of a round — the
     pool logits, the metrics, the strategy, the next fit's start — is done only for those lanes): the
-    round's info is written, and the seed goes on to its next round while the others keep fitting. A
+    round's info is written, and the seed goes on to its next round (its query computed only if some
+    finishing seed goes on in the phase) while the others keep fitting. A
     seed that has done its rounds hands its lane to the next seed not yet started; lanes idle only
     when no seed is left. ``S`` is static (the keys' length); ``lanes`` is capped at S.
 
@@ -451,8 +452,10 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
         def finish(state: State, fit: FitCarry, before: jax.Array, r: jax.Array):  # one seed's round ends
             state, info, logits = finish_round(parts, data, state, fitter.result(fit), before)
             fresh = strategy.init(context(parts, data, state, logits, config.query_size))
-            state = dataclasses.replace(state, strategy_state=_where(r == 0, fresh, state.strategy_state))
-            return state, info, logits, query(config, strategy, data, state, logits)
+            return dataclasses.replace(state, strategy_state=_where(r == 0, fresh, state.strategy_state)), info, logits
+
+        def query_all(states: State, logits: jax.Array) -> State:  # (lanes, ...) each seed's next query
+            return jax.vmap(lambda st, lg: query(config, strategy, data, st, lg))(states, logits)
 
         def pool_logits(params):
             return jax.vmap(lambda p: model.apply(p, data.pool.x))(params)
@@ -466,7 +469,7 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
             def arrive(seeds: State) -> tuple[State, jax.Array]:  # seeds (lanes, ...) ready to begin
                 logits = pool_logits(seeds.params)
                 if first_round > 0:
-                    seeds = jax.vmap(lambda st, lg: query(config, strategy, data, st, lg))(seeds, logits)
+                    seeds = query_all(seeds, logits)
                 return seeds, logits
 
             first, logits = arrive(jax.tree.map(lambda a: a[:width], states))
@@ -482,11 +485,13 @@ def make_seeds_run(config: Config, on_round=None, lanes: int = 8, batch: int | N
                 idx = jnp.nonzero(ready(lanes), size=slots, fill_value=width)[0]
                 valid = idx < width
                 mine = _take(lanes, idx)
-                state, round_info, logits, queried = jax.vmap(finish)(mine.state, mine.fit, mine.logits, mine.round)
+                state, round_info, logits = jax.vmap(finish)(mine.state, mine.fit, mine.logits, mine.round)
                 seed = jnp.where(valid, mine.seed, n_seeds)
                 info = jax.tree.map(lambda buf, v: buf.at[seed, mine.round].set(v, mode="drop"), loop.info, round_info)
                 more = mine.round < last_round
                 done = valid & ~more
+                # The next query only if a seed goes on in this phase (a phase's last query is the next's).
+                queried = jax.lax.cond(jnp.any(valid & more), query_all, lambda st, _: st, state, logits)
                 states = _put(loop.states, jnp.where(done, seed, n_seeds), state)
                 # A lane whose seed is done starts the next seed not yet started (if any).
                 new = loop.next + jnp.cumsum(done) - 1
