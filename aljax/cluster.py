@@ -16,8 +16,13 @@ def sq_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
 
 
 def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int, weights: jax.Array | None = None) -> jax.Array:
-    """Indices (k,) of k-means++ seeds among rows of x (N, D); rows with weight 0 are never chosen."""
-    return kmeans_plus_plus_by(key, x.shape[0], k, lambda i: jnp.sum((x - x[i]) ** 2, axis=1), weights, x.dtype)
+    """Indices (k,) of k-means++ seeds among rows of x (N, D); rows with weight 0 are never chosen.
+
+    A distance to row i is ‖x‖² + ‖x_i‖² − 2·x·x_i (one matrix-vector product, as :func:`sq_distances`):
+    summing (x − x_i)² instead ran 31x slower on XLA:CPU (8 vmapped seeds, 59 000 × 784 rows)."""
+    xx = jnp.sum(x * x, axis=1)
+    return kmeans_plus_plus_by(key, x.shape[0], k, lambda i: jnp.maximum(xx + xx[i] - 2 * (x @ x[i]), 0.0), weights,
+                               x.dtype)
 
 
 def kmeans_plus_plus_by(key: jax.Array, n: int, k: int, sq_distance_to: Callable[[jax.Array], jax.Array],
