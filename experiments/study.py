@@ -401,9 +401,7 @@ def write_report(results: dict, out: Path) -> Path:
         lines += setting_report(results["settings"][name])
     for note in meta["notes"]:
         lines.append(f"- {note}")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -472,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         results["settings"][name] = run_setting(SETTINGS[name], raws[name], out, strategies, n_seeds, args.chunk,
                                                 query_sizes if name == "A" else (), fresh=args.fresh,
                                                 combinators=() if args.no_variants else COMBINATOR_VARIANTS)
-        (out / "study.json").write_text(json.dumps(results, indent=1))  # after each setting: nothing is lost
+        atomic.write_text(out / "study.json", json.dumps(results, indent=1))  # after each setting: nothing is lost
         write_report(results, out)
     print(f"wrote {out / 'study.json'}, {out / 'report.md'} and figures", flush=True)
     return 0
