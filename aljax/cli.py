@@ -289,13 +289,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pending:
         atomic.write_json(out / store.ENVIRONMENT, store.environment())
         store.add_timing(out, "compile_s", compile_s)
-
-        def save(c, chunk_seeds, result, seconds):
-            arrays = {k: np.asarray(v) for k, v in jax.device_get(result).items()}
-            store.save_chunk(out, c, arrays | {"seed": chunk_seeds, "seconds": np.array([seconds])})
-
         seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
-                        outputs=chunk_outputs, progress=progress, skip=done, on_chunk=save, compiled=compiled)
+                        outputs=chunk_outputs, progress=progress, skip=done, on_chunk=store.chunk_saver(out),
+                        compiled=compiled)
     finish(out, settings, n_chunks, say)
     return 0
 

@@ -178,6 +178,17 @@ def save_chunk(run_dir: str | Path, index: int, arrays: dict[str, np.ndarray]) -
     return write_npz(chunk_path(run_dir, index), **arrays)
 
 
+def chunk_saver(run_dir: str | Path):
+    """The ``on_chunk`` hook of :func:`aljax.seeds.run_seeds` that checkpoints each finished chunk in
+    ``run_dir`` (:func:`save_chunk`): its outputs (leading seed axis), its ``seed`` indices and its
+    ``seconds``."""
+    def save(index: int, seeds: np.ndarray, result: dict, seconds: float) -> None:
+        arrays = {k: np.asarray(v) for k, v in result.items()}
+        save_chunk(run_dir, index, arrays | {"seed": seeds, "seconds": np.array([seconds])})
+
+    return save
+
+
 def load_chunks(run_dir: str | Path, n_chunks: int) -> dict[str, np.ndarray]:
     """All chunks concatenated along the seed axis (chunk order)."""
     parts = []

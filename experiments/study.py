@@ -134,13 +134,8 @@ def run_seeds(data, config: Config, n_seeds: int, chunk: int, checkpoints: Path)
         t0 = time.perf_counter()
         compiled = seeds.compile_chunks(run, data, Hyper(), chunk, outputs)
         compile_s = time.perf_counter() - t0
-
-        def save(c, chunk_seeds, result, seconds):
-            arrays = {k: np.asarray(v) for k, v in jax.device_get(result).items()}
-            store.save_chunk(checkpoints, c, arrays | {"seed": chunk_seeds, "seconds": np.array([seconds])})
-
         seeds.run_seeds(run, data, Hyper(), n_seeds, chunk_size=chunk, outputs=outputs, progress=progress,
-                        skip=done, on_chunk=save, compiled=compiled)
+                        skip=done, on_chunk=store.chunk_saver(checkpoints), compiled=compiled)
     result = store.load_chunks(checkpoints, n)
     return {
         "labels": result["labels"][0].tolist(),
