@@ -30,10 +30,13 @@ _EXPORTS = {
     "aljax.stopping": ("stop_rounds", "stop_at"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
+_SUBMODULES = ("declare",)  # ``@aljax.declare.strategy`` after a plain ``import aljax``
+__all__ = sorted([*_WHERE, *_SUBMODULES])
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"aljax.{name}")
     if name not in _WHERE:
         raise AttributeError(f"module 'aljax' has no attribute {name!r}")
     value = getattr(importlib.import_module(_WHERE[name]), name)
