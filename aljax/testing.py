@@ -23,6 +23,12 @@ package's own tests call it on each registry entry):
   exactly ``query_size`` rows, in strictly decreasing order, above every other selectable row;
 * a :class:`~aljax.strategies.StatefulStrategy` returns a state with its ``init``'s layout (so the
   loop can carry it through ``lax.scan``), under jit.
+
+Float comparisons go through :func:`assert_close`, whose tolerance belongs to the backend
+(:mod:`aljax.precision` states the policy): the tolerance a comparison names is its CPU tolerance and
+holds as is on CPU (a comparison exact on CPU stays exact there); on GPU and TPU, where float32
+products round to TF32 and sums run in another order, it widens to a relative 1e-2
+(``precision.ACCELERATOR_RTOL``), which a real error still fails.
 """
 
 from __future__ import annotations
@@ -32,8 +38,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aljax import precision
 from aljax.models import Model, softmax_regression
 from aljax.strategies import StatefulStrategy, Strategy, make_context, resolve, select, stateful
+
+
+def assert_close(actual, desired, *, rtol: float = 1e-7, atol: float = 0.0, err_msg: str = "",
+                 platform: str | None = None) -> None:
+    """``np.testing.assert_allclose(actual, desired)`` at the tolerance of ``platform`` (default: the
+    backend JAX computes on) for a CPU tolerance of ``(rtol, atol)`` (numpy's defaults):
+    :func:`aljax.precision.tolerance`, scaled by the largest finite ``|desired|``. Arrays of any
+    (equal) shape; raises AssertionError."""
+    desired = np.asarray(desired)
+    magnitudes = np.abs(desired[np.isfinite(desired)])
+    scale = float(magnitudes.max()) if magnitudes.size else 0.0
+    rtol, atol = precision.tolerance(rtol, atol, scale, platform)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
 def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, features: int = 6, classes: int = 4,
@@ -47,7 +67,8 @@ def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, 
     The pool has ``n`` rows of ``features`` uniform features: the first ``n // 8`` are labeled (the
     training buffer holds ``n // 4`` rows) and the last 4 are padding. ``model`` defaults to softmax
     regression with ``classes`` classes and random params. ``deterministic=None`` detects it.
-    Raises AssertionError naming the broken property.
+    ``rtol`` and ``atol`` are the CPU tolerances of the float comparisons (:func:`assert_close`
+    widens them on an accelerator). Raises AssertionError naming the broken property.
     """
     strategy = resolve(strategy) if isinstance(strategy, str) else strategy
     pair = stateful(strategy)
@@ -81,7 +102,7 @@ def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, 
     assert finite == expected, f"{finite} selectable rows have finite scores, expected {expected}"
 
     eager = score(k_score, params, x, sel)[0]
-    np.testing.assert_allclose(eager, scores, rtol=rtol, atol=atol, err_msg="jit differs from eager")
+    assert_close(eager, scores, rtol=rtol, atol=atol, err_msg="jit differs from eager")
     np.testing.assert_array_equal(jitted(k_score, params, x, sel), scores, err_msg="same key, different scores")
 
     keys = jax.random.split(k_score, 3)
@@ -89,7 +110,7 @@ def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, 
     batched = jax.vmap(jitted, in_axes=(0, 0, None, None))(keys, many, x, sel)
     for i in range(3):
         single = jitted(keys[i], jax.tree.map(lambda a: a[i], many), x, sel)
-        np.testing.assert_allclose(batched[i], single, rtol=rtol, atol=atol, err_msg="vmapped differs from unbatched")
+        assert_close(batched[i], single, rtol=rtol, atol=atol, err_msg="vmapped differs from unbatched")
 
     if deterministic is None:
         deterministic = bool(jnp.array_equal(jitted(jax.random.fold_in(k_score, 1), params, x, sel), scores))
@@ -97,8 +118,8 @@ def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, 
         perm = jax.random.permutation(k_perm, n)
         inverse = jnp.argsort(perm)  # the buffer names the same rows, now at their permuted positions
         permuted = jax.jit(lambda x, sel, o: score(k_score, params, x, sel, o)[0])(x[perm], sel[perm], inverse[order])
-        np.testing.assert_allclose(permuted, scores[perm], rtol=rtol, atol=atol,
-                                   err_msg="permuting the pool does not permute the scores")
+        assert_close(permuted, scores[perm], rtol=rtol, atol=atol,
+                     err_msg="permuting the pool does not permute the scores")
 
     idx = np.asarray(select(scores, sel, query_size))
     assert np.all(np.asarray(sel)[idx]), f"select picked an unselectable row: {idx}"

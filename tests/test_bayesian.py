@@ -12,6 +12,8 @@ import pytest
 from aljax import bayesian as B
 from aljax import forward as F
 from aljax.models import make_model
+from aljax.precision import tolerance
+from aljax.testing import assert_close
 
 SAMPLE = (2, 3, 1)
 LOG2 = math.log(2.0)
@@ -39,7 +41,7 @@ def test_mc_dropout_masks_are_consistent_across_rows_and_chunks_and_differ_acros
     np.testing.assert_array_equal(logits[:, 0], logits[:, 4])  # same mask for every row of a sample
     assert not np.allclose(logits[0], logits[1])  # samples differ
     chunked = F.mc_dropout_logits(model, params, x, jax.random.key(3), 4, chunk=2)  # 3 chunks, one padded
-    np.testing.assert_allclose(chunked, logits, rtol=1e-6, atol=1e-6)
+    assert_close(chunked, logits, rtol=1e-6, atol=1e-6)
 
 
 def test_ensemble_logits_are_each_members_eval_logits():
@@ -50,7 +52,7 @@ def test_ensemble_logits_are_each_members_eval_logits():
     assert logits.shape == (2, 5, 3)
     for m in range(2):
         member = jax.tree.map(functools.partial(jnp.take, indices=m, axis=0), members)
-        np.testing.assert_allclose(logits[m], model.apply(member, x), rtol=1e-6)
+        assert_close(logits[m], model.apply(member, x), rtol=1e-6)
 
 
 def test_sample_scores_per_chunk_equal_scores_of_the_whole_pool():
@@ -96,14 +98,15 @@ def test_epig_is_zero_for_agreeing_samples_at_most_bald_and_hand_computed():
     targets = jax.nn.log_softmax(logits[:, :7])
     gain = jax.vmap(B.epig, in_axes=(1, None))(logits, targets)
     mi = jax.vmap(B.bald, in_axes=1)(logits)
-    assert (gain >= -1e-6).all() and (gain <= mi + 1e-5).all() and (gain > 1e-3).any()
+    _, atol = tolerance(0.0, 1e-6, scale=float(mi.max()))  # the backend's rounding of the (T, C, C) joint
+    assert (gain >= -atol).all() and (gain <= mi + 10 * atol).all() and (gain > 1e-3).any()
     agree = jnp.tile(logits[:1], (6, 1, 1))  # every sample the same: labels carry no information
-    assert jnp.abs(jax.vmap(B.epig, in_axes=(1, None))(agree, jax.nn.log_softmax(agree[:, :7]))).max() < 1e-6
+    assert jnp.abs(jax.vmap(B.epig, in_axes=(1, None))(agree, jax.nn.log_softmax(agree[:, :7]))).max() < atol
     # Two confident samples that disagree, and a target that copies them: y determines y*, I = log 2.
     split = jnp.concatenate([sure(0), sure(1)])
-    assert B.epig(split, jax.nn.log_softmax(split)[:, None]) == pytest.approx(LOG2, rel=1e-4)
+    assert_close(B.epig(split, jax.nn.log_softmax(split)[:, None]), LOG2, rtol=1e-4)
     # ... and a target every sample is sure about: nothing to learn about it.
-    assert B.epig(split, jax.nn.log_softmax(jnp.concatenate([sure(0), sure(0)]))[:, None]) == pytest.approx(0, abs=1e-6)
+    assert abs(B.epig(split, jax.nn.log_softmax(jnp.concatenate([sure(0), sure(0)]))[:, None])) < atol
 
 
 def test_joint_entropy_hand_computed():

@@ -9,6 +9,7 @@ import pytest
 from aljax import seeds
 from aljax.loop import Config, Hyper, make_run, make_seeds_run
 from aljax.models import convolves, make_model
+from aljax.testing import assert_close
 
 CFG = Config(strategy="least_confidence", n_initial=4, query_size=5, rounds=6, initial="random")
 S = 5  # seeds, through 2 lanes: lanes are handed from finished seeds to new ones
@@ -28,7 +29,7 @@ def assert_same_as_single(config, data, lanes=2, batch=1):
         np.testing.assert_array_equal(state.targets[s], one_state.targets)
         for field in ("n_labeled", "eval_correct", "steps", "test_accuracy"):
             np.testing.assert_array_equal(getattr(info, field)[s], getattr(one_info, field), err_msg=field)
-        np.testing.assert_allclose(state.params["W"][s], one_state.params["W"], rtol=1e-5, atol=1e-6)
+        assert_close(state.params["W"][s], one_state.params["W"], rtol=1e-5, atol=1e-6)
     return state, info
 
 

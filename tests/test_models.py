@@ -8,6 +8,7 @@ import pytest
 from aljax.loop import Config, Hyper, make_run
 from aljax.models import MODELS, conv_valid, from_functions, make_model, samples_differ
 from aljax.spec import SpecError
+from aljax.testing import assert_close
 
 SAMPLE = (2, 3, 1)  # a tiny image: models flatten what they need
 PUBLISHED_CNNS = ("cnn_batchbald2019", "cnn_gal2017")  # valid 4×4 and 5×5 convolutions need MNIST-sized images
@@ -190,11 +191,11 @@ def test_conv_valid_has_the_values_and_gradients_of_xla_convolution(channels):
         return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (1, 1), "VALID", dimension_numbers=dn)))
 
     ours, xla = loss(conv_valid), loss(jax.lax.conv_general_dilated)
-    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5)
+    assert_close(ours(x, w), xla(x, w), rtol=1e-5)
     for a, b in zip(jax.grad(ours, argnums=(0, 1))(x, w), jax.grad(xla, argnums=(0, 1))(x, w)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert_close(a, b, rtol=1e-4, atol=1e-5)
     strided = conv_valid(x, w, (2, 2), "VALID", dimension_numbers=dn)  # other cases: XLA's own
-    np.testing.assert_allclose(strided, jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=dn))
+    assert_close(strided, jax.lax.conv_general_dilated(x, w, (2, 2), "VALID", dimension_numbers=dn))
 
 
 def test_published_cnn_settings_change_the_network():
@@ -217,7 +218,7 @@ def test_ensemble_spec_stacks_members_and_its_loss_is_the_sum_of_members_losses(
     keys = jax.random.split(jax.random.key(2), 3)
     by_member = sum(softmax_xent(inner.apply(jax.tree.map(lambda a: a[m], params), x, key=keys[m], train=True), y)
                     for m in range(3))
-    np.testing.assert_allclose(ens.loss(params, x, y, key=jax.random.key(2)), by_member, rtol=1e-5)
+    assert_close(ens.loss(params, x, y, key=jax.random.key(2)), by_member, rtol=1e-5)
     assert ens.embed(params, x).shape == (6, 24)
 
 

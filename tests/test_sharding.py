@@ -1,7 +1,8 @@
 """Pool/seed sharding on 8 simulated CPU devices gives the unsharded result.
 
 XLA_FLAGS must be set before jax is imported, so the sharded runs happen in a subprocess and the
-rest of the suite keeps its single device.
+rest of the suite keeps its single device. The subprocess is pinned to the CPU platform
+(JAX_PLATFORMS=cpu): on a GPU machine JAX would otherwise pick the GPU and find one device.
 """
 
 import json
@@ -46,7 +47,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def runs():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(here=str(HERE))], env=env, capture_output=True, text=True, timeout=180
     )

@@ -23,7 +23,7 @@ from aljax.strategies import (
     select,
 )
 from aljax.fit import mean_weights, softmax_xent
-from aljax.testing import check_strategy
+from aljax.testing import assert_close, check_strategy
 
 N, D, C, L, Q = 48, 6, 4, 12, 3
 MODEL = softmax_regression(C)
@@ -158,7 +158,7 @@ def test_badge_embedding_is_the_gradient_under_the_predicted_label(pool):
     g = gradient_embedding(make_ctx(params, x, sel))
     y_hat = jnp.argmax(MODEL.apply(params, x[:1]), -1)
     grad = jax.grad(lambda q: softmax_xent(MODEL.apply(q, x[:1]), y_hat)[0])(params)
-    np.testing.assert_allclose(g[0], jnp.concatenate([grad["W"].T, grad["b"][None]]).ravel(), rtol=1e-5, atol=1e-7)
+    assert_close(g[0], jnp.concatenate([grad["W"].T, grad["b"][None]]).ravel(), rtol=1e-5, atol=1e-7)
 
 
 def line_ctx(points, labeled, query_size):
@@ -425,6 +425,6 @@ def test_ensemble_samples_are_the_members_and_chunking_is_exact():
     ctx = dropout_ctx(ens)
     s = ctx.samples(jax.random.key(0), 20)
     assert s.shape == (3, N, C)
-    np.testing.assert_allclose(ctx.samples(jax.random.key(0), 20, chunk=7), s, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(ens.apply(ctx.params, ctx.x),
-                               jax.nn.logsumexp(jax.nn.log_softmax(s), axis=0) - np.log(3), rtol=1e-5, atol=1e-6)
+    assert_close(ctx.samples(jax.random.key(0), 20, chunk=7), s, rtol=1e-6, atol=1e-6)
+    assert_close(ens.apply(ctx.params, ctx.x), jax.nn.logsumexp(jax.nn.log_softmax(s), axis=0) - np.log(3),
+                 rtol=1e-5, atol=1e-6)
