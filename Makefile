@@ -67,3 +67,12 @@ deep-quick: install
 # (pip install -e '.[bench]').
 bench-deep: install
 	$(PY) experiments/bench_deep.py $(ARGS)
+
+# The GPU check (experiments/gpu_check.py, docs/gpu.md): the test suite, 1000 and 10 000 seeds of the
+# article's run (c), 1000 seeds of (c) + (d), the deep bench against PyTorch and the NumPy reference,
+# into docs/bench/gpu/ (ARGS="--out DIR" elsewhere). On a machine where nothing can be installed, give
+# its Python: `ALJAX_DATA=/path/holding/mnist make gpu-check PY=python3` uses the tree as it is (no venv).
+.PHONY: gpu-check
+GPU_CHECK_NEEDS := $(if $(filter command line,$(origin PY)),,install data)
+gpu-check: $(GPU_CHECK_NEEDS)
+	XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) experiments/gpu_check.py $(ARGS)

@@ -4,7 +4,7 @@
 * MC-DROPOUT SCORING (K consistent-dropout forward passes over a pool, reduced to BALD),
 
 for one seed, and summed over S seeds run in one program, vmapped or one after another (``lax.map``);
-against PyTorch on the same CPU
+against PyTorch on the same device (CUDA when JAX computes on a GPU and torch sees one, else the CPU)
 with the same network (the Gal 2017 CNN, ``cnn_gal2017``) and batch size, if torch is importable
 (``pip install -e '.[bench]'``; torch is not a dependency of aljax). From those rates, the seconds
 per seed of one full-size round of the Gal protocol (:func:`gal_round`). Numbers go to stdout and to
@@ -19,6 +19,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the GPU: JAX takes memory as needed
 
 import jax
 import jax.numpy as jnp
@@ -95,21 +97,28 @@ def jax_score(spec: str, pool: int, k: int, seeds: int, chunk: int | None, repea
 
 
 def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> dict | None:
-    """The same CNN in PyTorch (eager, CPU): training step and MC dropout scoring images/s, or None."""
+    """The same CNN in PyTorch (eager) on JAX's kind of device: CUDA (``cudnn.benchmark``) when JAX
+    computes on a GPU and torch sees one, else the CPU on all its cores. Training step and MC dropout
+    scoring images/s, or None when torch is not importable."""
     try:
         import torch
         from torch import nn
     except ImportError:
         return None
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.set_num_threads(os.cpu_count() or 1)
 
     net = nn.Sequential(  # cnn_gal2017's defaults: conv 32 4x4, conv 32 4x4, pool 2, dropout .25, dense 128, .5
         nn.Conv2d(1, 32, 4), nn.ReLU(), nn.Conv2d(32, 32, 4), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
-        nn.Flatten(), nn.Linear(11 * 11 * 32, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+        nn.Flatten(), nn.Linear(11 * 11 * 32, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)).to(device)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    x = torch.rand(batch, 1, 28, 28)
-    y = torch.arange(batch) % 10
+    x = torch.rand(batch, 1, 28, 28, device=device)
+    y = torch.arange(batch, device=device) % 10
 
     def train():
         net.train()
@@ -121,7 +130,7 @@ def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> di
     def score():  # MC dropout, K passes over the pool in chunks of 512 (torch masks differ per row)
         net.train()
         with torch.no_grad():
-            xs = torch.rand(pool, 1, 28, 28)
+            xs = torch.rand(pool, 1, 28, 28, device=device)
             probs = torch.stack([torch.cat([net(c).log_softmax(-1) for c in xs.split(512)]) for _ in range(k)])
             mean = probs.exp().mean(0)
             return -(mean * mean.clamp_min(1e-12).log()).sum(-1) + (probs.exp() * probs).sum(-1).mean(0)
@@ -132,10 +141,13 @@ def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> di
         for _ in range(repeats):
             t = time.perf_counter()
             fn()
+            if cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
         return float(np.median(times))
 
-    return {"version": torch.__version__, "threads": torch.get_num_threads(),
+    return {"version": torch.__version__, "device": str(device) if not cuda else torch.cuda.get_device_name(),
+            "threads": torch.get_num_threads(),
             "train_images_per_s": steps * batch / med(train), "score_images_per_s": pool * k / med(score)}
 
 
@@ -161,7 +173,8 @@ def gal_round(train: dict, score: dict, torch_rates: dict | None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", default="cnn_gal2017")
+    parser.add_argument("--model", default=None, help="model spec (default cnn_gal2017; --quick: a narrow one); "
+                        "PyTorch runs only for cnn_gal2017")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed call")
@@ -171,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/bench-deep"))
     args = parser.parse_args(argv)
     steps, pool, k, repeats = (4, 256, 4, 2) if args.quick else (args.steps, args.pool, args.samples, args.repeats)
-    model = "cnn_gal2017(filters=8,hidden=32)" if args.quick else args.model
+    model = args.model or ("cnn_gal2017(filters=8,hidden=32)" if args.quick else "cnn_gal2017")
     res = {"device": str(jax.devices()[0]), "cpus": os.cpu_count(), "model": model, "batch": args.batch,
            "steps": steps, "pool": pool, "mc_samples": k, "seeds_vmapped": args.seeds}
     res["jax_train_images_per_s"] = {"1 seed": jax_train(model, args.batch, 0, steps, repeats),

@@ -91,3 +91,66 @@ def active(x, y, ex, ey, first: np.ndarray, rounds: int, query: int = 10, oracle
         targets += list(y[idx] if oracle == "true" else np.argmax(x[idx] @ params[0] + params[1], axis=1))
         corrects.append(fit(params, opt, x[order], np.array(targets), ex, ey)[0])
     return (params, opt, order, targets), corrects
+
+
+# ----------------------------------------------------------------------------- many seeds on the host's cores
+
+
+_HOST: tuple = ()  # (x, y, eval x, eval y) in a worker process, set by _load
+
+
+def _one_seed(args: tuple) -> int:
+    """Run (c) from seed ``seed``'s random initial labels; its final eval correct count."""
+    seed, initial, rounds, query = args
+    x, y, ex, ey = _HOST
+    first = np.random.default_rng(seed).choice(len(x), initial, replace=False)
+    return active(x, y, ex, ey, first, rounds, query)[1][-1]
+
+
+def _load(host: tuple) -> None:
+    global _HOST
+    _HOST = host
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python experiments/numpy_reference.py --seeds S``: the article's run (c) (least confidence,
+    random initial labels) for S seeds, one seed per process on the host's cores (one BLAS thread
+    each); prints one JSON line (wall seconds, seconds per seed, final eval correct counts)."""
+    import argparse
+    import json
+    import multiprocessing
+    import os
+    import time
+
+    parser = argparse.ArgumentParser(description="the article's run (c) over seeds, on the host's cores")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="default: the host's cores")
+    parser.add_argument("--dataset", default="mnist", help="a dataset name or idx:DIR, as for `aljax run`")
+    parser.add_argument("--data-dir", default=None, help="default: as for `aljax run` ($ALJAX_DATA, data/, ...)")
+    parser.add_argument("--pool-size", type=int, default=4000)
+    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--init", type=int, default=10)
+    parser.add_argument("--query-size", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=400)
+    args = parser.parse_args(argv)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # read by the workers' numpy
+        os.environ.setdefault(name, "1")
+    from aljax.data import features, find_data_dir, load_dataset  # imports jax; the workers do not
+
+    raw = load_dataset(args.dataset, *find_data_dir(args.data_dir))
+    flat = lambda images: features(images).reshape(len(images), -1)
+    host = (flat(raw.train_x[: args.pool_size]), raw.train_y[: args.pool_size],
+            flat(raw.test_x[: args.test_size]), raw.test_y[: args.test_size])
+    rounds = (args.budget - args.init) // args.query_size
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.processes, _load, (host,)) as pool:
+        correct = pool.map(_one_seed, [(s, args.init, rounds, args.query_size) for s in range(args.seeds)])
+    wall = time.perf_counter() - start
+    result = {"seeds": args.seeds, "processes": args.processes, "wall_s": wall, "per_seed_s": wall / args.seeds,
+              "rounds": rounds, "mean_accuracy": float(np.mean(correct)) / len(host[3]), "correct": correct}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

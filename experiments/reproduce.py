@@ -2,9 +2,12 @@
 
 Parts (each timed; compile and run times are measured apart):
 
-1. ``table``   protocol ``seed``, pool order, key 0: the article's six rows, to the test sample.
+1. ``table``   protocol ``seed``, pool order, key 0: the article's six rows, to the test sample. They
+               run on the CPU backend even where a GPU is present (about 20 s of work): exact
+               results run there (:mod:`aljax.precision`).
 2. ``seeds``   protocol ``seed`` over many seeds (random initial labels): least-confidence AL vs
-               random 10 -> 400 (learning curves), and the auto-labeling phase from each AL state.
+               random 10 -> 400 (learning curves), and the auto-labeling phase from each AL state,
+               on JAX's default device (the accelerator, if any).
 3. ``dev``     protocol ``dev``: the same runs with early stopping on 1000 held-out training images
                and accuracy on the full 10 000-image test set.
 4. ``figures`` k-means centroids of the pool, confidence of the unlabeled pool, learning curves,
@@ -26,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aljax import seeds
+from aljax import precision, seeds
 from aljax.atomic import write_figure, write_text
 from aljax.cluster import kmeans
 from aljax.data import Data, DataError, Raw, dev_data, find_data_dir, load_dataset, seed_data
@@ -159,8 +162,8 @@ def row(name: str, info: RoundInfo, plan: Plan, n_test: int, seconds: float) -> 
 
 
 def table(plan: Plan, data: Data, timing: dict) -> tuple[list[dict], dict[str, State]]:
-    """Part 1: the article's rows in pool order with key 0. Returns rows and the states figures need."""
-    hyper, key, names, n_test = Hyper(), jax.random.key(0), plan.names(), data.test.y.shape[0]
+    """Part 1: the article's rows in pool order with key 0, on the CPU device whatever the accelerator
+    (:func:`aljax.precision.on_exact_device`). Returns rows and the states figures need (on the CPU)."""
     rows, states = [], {}
 
     def add(name, fn, *args):
@@ -170,11 +173,14 @@ def table(plan: Plan, data: Data, timing: dict) -> tuple[list[dict], dict[str, S
         states[name] = state
         return state
 
-    for n, name in ((plan.pool, names["all"]), (plan.budget, names["first"]), (plan.initial, names["initial"])):
-        add(name, jax.jit(make_run(dataclasses.replace(plan.al_config(), n_initial=n, rounds=0))), data, hyper, key)
-    active = add(names["active"], jax.jit(make_run(plan.al_config())), data, hyper, key)
-    add(names["auto_all"], auto_label(plan, plan.pool - plan.budget), data, hyper, active)
-    add(names["auto_confident"], auto_label(plan, plan.query), data, hyper, active)
+    with precision.on_exact_device() as cpu:
+        data = jax.device_put(data, cpu)
+        hyper, key, names, n_test = Hyper(), jax.random.key(0), plan.names(), data.test.y.shape[0]
+        for n, name in ((plan.pool, names["all"]), (plan.budget, names["first"]), (plan.initial, names["initial"])):
+            add(name, jax.jit(make_run(dataclasses.replace(plan.al_config(), n_initial=n, rounds=0))), data, hyper, key)
+        active = add(names["active"], jax.jit(make_run(plan.al_config())), data, hyper, key)
+        add(names["auto_all"], auto_label(plan, plan.pool - plan.budget), data, hyper, active)
+        add(names["auto_confident"], auto_label(plan, plan.query), data, hyper, active)
     return rows, states
 
 
@@ -310,6 +316,20 @@ def multiseed_markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def devices_markdown(devices: dict[str, str]) -> str:
+    """Which device produced which numbers, and what that means for comparing them."""
+    text = f"Devices: the table ran on {devices['table']} (exact results run on the CPU backend)"
+    others = {part: device for part, device in devices.items() if part != "table"}
+    if others:
+        text += "; the distributions on " + ", ".join(f"{device} (protocol `{part}`)" for part, device in others.items())
+    text += "."
+    if any(device != "cpu" for device in others.values()):
+        text += (" On an accelerator, float32 products round differently (TF32 on a GPU) and sums run in another "
+                 "order, so a seed's AL path differs from its CPU path seed by seed; the distributions over seeds "
+                 "agree with the CPU's within their confidence intervals.")
+    return text
+
+
 def findings(results: dict) -> list[str]:
     """Plain-language comparisons of the article's numbers with the distributions."""
     out = []
@@ -338,7 +358,8 @@ def report_markdown(results: dict) -> str:
     parts = ["# Reproduction of “Active Learning on MNIST: saving on labeling”", "",
              f"Protocol `seed`: pool = first {results['plan']['pool']} MNIST training images, early stopping AND "
              f"reporting on the first {n_test} test images (one test sample = {100 / n_test:.2f} pp). Pool order, "
-             "key 0.", "", "## The article's table", "", table_markdown(results["rows"], n_test), ""]
+             "key 0.", "", "## The article's table", "", table_markdown(results["rows"], n_test), "",
+             devices_markdown(results["devices"]), ""]
     if results["multiseed"]:
         plan = results["plan"]
         parts += ["## Distributions over seeds", "",
@@ -371,7 +392,8 @@ def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict
     """Run the parts of ``plan`` on ``raw``; write ``out``/results.json, report.md and figures."""
     timing = {"parts": {}, "compile": {}, "per_seed": {}}
     results = {"protocol": "seed", "plan": dataclasses.asdict(plan), "rows": [], "multiseed": [],
-               "timing_s": timing, "versions": environment()}
+               "timing_s": timing, "versions": environment(),
+               "devices": {"table": precision.describe(precision.exact_device())}}
     start = time.perf_counter()
 
     def part(name, fn, *args):
@@ -392,6 +414,7 @@ def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict
         dev = dev_data(raw, pool_size=plan.pool, dev_size=plan.dev)
         curves = {}
         for protocol, data in (("seed", seed), ("dev", dev)):
+            results["devices"][protocol] = precision.describe(jax.devices()[0])
             summaries, curves[protocol] = part(protocol, distributions, plan, data, protocol, timing)
             results["multiseed"] += summaries
             for s in summaries:

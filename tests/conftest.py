@@ -1,13 +1,26 @@
-"""Shared fixtures: a tiny synthetic dataset, and real MNIST when `make data` has run."""
+"""Shared fixtures: a tiny synthetic dataset, and real MNIST when `make data` has run (or $ALJAX_DATA
+holds mnist/, plain or gzipped); the ``gpu`` marker: such tests are skipped, with the reason, where
+JAX computes on another backend."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from aljax.data import DEFAULT_DATA_DIR, Data, Split, load_mnist, make_pool, make_split
+from aljax.data import Data, IDX_STEMS, Split, find_data_dir, find_idx, load_mnist, make_pool, make_split
+from aljax.precision import backend
 
-MNIST_DIR = DEFAULT_DATA_DIR / "mnist"
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs JAX on a GPU (skipped on other backends, with the reason)")
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if marked and backend() != "gpu":
+        skip = pytest.mark.skip(reason=f"needs a GPU: JAX computes on {backend()!r} here")
+        for item in marked:
+            item.add_marker(skip)
 
 
 def synthetic(n_pool: int = 64, n_eval: int = 32, d: int = 6, c: int = 3, pad: int = 0, seed: int = 0) -> Data:
@@ -32,6 +45,7 @@ def tiny() -> Data:
 
 @pytest.fixture(scope="session")
 def mnist():
-    if not all((MNIST_DIR / f).exists() for f in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")):
-        pytest.skip("MNIST not fetched; run `make data`")
-    return load_mnist(MNIST_DIR)
+    folder = find_data_dir()[0] / "mnist"
+    if not all(find_idx(folder, stem).exists() for stem in IDX_STEMS):
+        pytest.skip(f"MNIST not in {folder}; run `make data` (or set ALJAX_DATA to a folder holding mnist/)")
+    return load_mnist(folder)

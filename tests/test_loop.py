@@ -7,6 +7,7 @@ import pytest
 
 from aljax.data import seed_data
 from aljax.loop import Config, Hyper, make_rounds, make_run
+from aljax.precision import on_exact_device
 
 CFG = Config(strategy="least_confidence", n_initial=4, query_size=5, rounds=6, initial="random")
 
@@ -89,17 +90,20 @@ def test_config_errors_are_one_line():
 
 @pytest.mark.mnist
 def test_article_rows_on_real_mnist(mnist):
-    """The article's deterministic rows and its single least-confidence run, to the test sample."""
-    data = seed_data(mnist)
-    key = jax.random.key(0)
-    for n, article_correct in ((4000, 369), (400, 335), (10, 152)):
-        _, info = jax.jit(make_run(Config(n_initial=n, rounds=0)))(data, Hyper(), key)
-        assert int(info.eval_correct[0]) == article_correct
-    state, info = jax.jit(make_run(Config(n_initial=10, rounds=39)))(data, Hyper(), key)
-    assert info.eval_correct.shape == (40,) and int(info.eval_correct[-1]) == 359  # 89.75 %
-    auto_all = Config(strategy="most_confident", n_initial=1, query_size=3600, rounds=1, oracle="model")
-    _, info = jax.jit(make_rounds(auto_all))(data, Hyper(), state)
-    assert int(info.eval_correct[0]) == 359  # 89.75 %
+    """The article's deterministic rows and its single least-confidence run, to the test sample, on
+    the CPU device whatever the accelerator (aljax.precision: exact results run there)."""
+    with on_exact_device() as cpu:
+        data = jax.device_put(seed_data(mnist), cpu)
+        key = jax.random.key(0)
+        for n, article_correct in ((4000, 369), (400, 335), (10, 152)):
+            _, info = jax.jit(make_run(Config(n_initial=n, rounds=0)))(data, Hyper(), key)
+            assert int(info.eval_correct[0]) == article_correct
+        state, info = jax.jit(make_run(Config(n_initial=10, rounds=39)))(data, Hyper(), key)
+        assert info.eval_correct.shape == (40,) and int(info.eval_correct[-1]) == 359  # 89.75 %
+        auto_all = Config(strategy="most_confident", n_initial=1, query_size=3600, rounds=1, oracle="model")
+        _, info = jax.jit(make_rounds(auto_all))(data, Hyper(), state)
+        assert int(info.eval_correct[0]) == 359  # 89.75 %
+        assert state.order.devices() == {cpu}
 
 
 def test_phases_grow_the_buffer_inside_one_program(tiny):
