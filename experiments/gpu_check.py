@@ -232,9 +232,20 @@ def git_commit() -> str | None:
 
 def machine() -> dict:
     """Versions and devices, asked of JAX after the steps (so this process held no GPU memory meanwhile)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError
+
+    import jax
+
     from aljax.store import environment
 
-    env = environment()
+    try:
+        env = environment()
+    except PackageNotFoundError as err:  # a package without metadata must not lose the measurements
+        device = jax.devices()[0]
+        return {"python": platform.python_version(), "jax": jax.__version__, "platform": device.platform,
+                "device": device.device_kind, "device_count": jax.device_count(), "cpus": os.cpu_count(),
+                "environment_error": f"no metadata for {err}"}
     env["command"] = " ".join(env["command"])
     return env
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aljax.precision import backend
+
 ROOT = Path(__file__).parents[1]
 SPEC = importlib.util.spec_from_file_location("gpu_check", ROOT / "experiments" / "gpu_check.py")
 gpu_check = sys.modules.setdefault("gpu_check", importlib.util.module_from_spec(SPEC))
@@ -57,7 +59,7 @@ def test_every_step_runs_at_tiny_size_into_one_json_and_one_report(tmp_path):
     assert cd["seeds"] == 4 and cd["auto_rounds"] == (120 - 20) // 4 and 0 < cd["d_mean_test_accuracy"] <= 1
     assert by["bench_deep"]["result"]["jax_train_images_per_s"]["1 seed"] > 0
     assert by["numpy"]["result"]["seeds"] == 2 and len(by["numpy"]["result"]["correct"]) == 2
-    assert results["tiny"] and results["machine"]["platform"] == "cpu"
+    assert results["tiny"] and results["machine"]["platform"] == backend()
     report = (out / "report.md").read_text()
     for name in by:
         assert f"| {name} | ok |" in report
