@@ -319,14 +319,17 @@ def multiseed_markdown(summaries: list[dict]) -> str:
 def devices_markdown(devices: dict[str, str]) -> str:
     """Which device produced which numbers, and what that means for comparing them."""
     text = f"Devices: the table ran on {devices['table']} (exact results run on the CPU backend)"
-    others = {part: device for part, device in devices.items() if part != "table"}
-    if others:
-        text += "; the distributions on " + ", ".join(f"{device} (protocol `{part}`)" for part, device in others.items())
+    by_device: dict[str, list[str]] = {}
+    for part, device in devices.items():
+        if part != "table":
+            by_device.setdefault(device, []).append(f"`{part}`")
+    for device, parts in by_device.items():
+        text += f"; the distributions of protocol {' and '.join(parts)} on {device}"
     text += "."
-    if any(device != "cpu" for device in others.values()):
+    if any(device != "cpu" for device in by_device):
         text += (" On an accelerator, float32 products round differently (TF32 on a GPU) and sums run in another "
-                 "order, so a seed's AL path differs from its CPU path seed by seed; the distributions over seeds "
-                 "agree with the CPU's within their confidence intervals.")
+                 "order, so a seed's AL path differs from its CPU path, seed by seed, while the distributions over "
+                 "seeds should agree with the CPU's within their confidence intervals (docs/gpu.md).")
     return text
 
 
