@@ -28,7 +28,7 @@ lint: install
 # The documentation site (mkdocs.yml; pages in docs/, generated ones from docs/hooks.py) into site/,
 # every warning an error. `$(VENV)/bin/mkdocs serve` previews it.
 docs: install
-	$(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 test: install data lint docs
 	$(PY) -m pytest -q
