@@ -57,12 +57,11 @@ def registry_table(heading: str) -> str:
     from aljax import cli
     from aljax.spec import settings_of
 
-    for title, module, attr, form in cli.REGISTRIES:
-        if title.split(" (")[0] == heading:
-            registry = getattr(importlib.import_module(module), attr)
-            break
-    else:
+    found = [entry for entry in cli.REGISTRIES if entry[0].split(" (")[0] == heading]
+    if not found:
         raise KeyError(f"no registry {heading!r} in aljax.cli.REGISTRIES")
+    _, module, attr, form = found[0]
+    registry = getattr(importlib.import_module(module), attr)
     rows = ["| name | what it does | settings (defaults) | declared traits |", "|---|---|---|---|"]
     for name, entry in registry.items():
         score = getattr(entry, "score", entry)
