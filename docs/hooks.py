@@ -9,6 +9,8 @@ A page asks for a generated part with a marker line, ``<!-- generated: NAME -->`
 * ``cli``: every ``aljax`` subcommand's ``--help``, from the argparse parsers the command runs;
 * ``tutorials``: every ``docs/tutorials/*.py`` (its docstring as text, then its source).
 
+The docstrings' Sphinx roles (``:func:``) are dropped from the rendered API reference.
+
 Pages another branch is still writing (:data:`PENDING`) get a stub while they are missing, so links to
 them resolve; once the page exists the stub is not made.
 """
@@ -139,3 +141,11 @@ def on_page_markdown(markdown: str, page, config, files):
         return GENERATORS[name]()
 
     return MARKER.sub(fill, markdown)
+
+
+SPHINX_ROLE = re.compile(r":(?:func|class|mod|data|meth|attr|obj):(?=<code>)")
+
+
+def on_page_content(html_text: str, page, config, files):
+    """The docstrings' Sphinx roles (``:func:`make_run```) rendered as plain code, not ``:func:make_run``."""
+    return SPHINX_ROLE.sub("", html_text).replace("<code>~", "<code>")
