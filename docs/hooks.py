@@ -49,7 +49,9 @@ def _traits(entry) -> str:
     from aljax import declare
 
     found = declare.declaration(entry)
-    return ", ".join(name.replace("_", "-") for name, on in found.traits.items() if on) if found else ""
+    if found is None:
+        return "not declared"
+    return ", ".join(name.replace("_", "-") for name, on in found.traits.items() if on) or "none"
 
 
 def registry_table(heading: str) -> str:
@@ -70,7 +72,7 @@ def registry_table(heading: str) -> str:
         settings = settings_of(score) if callable(score) else {}
         listed = ", ".join(f"`{k}={v}`" for k, v in settings.items()) or "—"
         rows.append(f"| `{form.format(name)}` | {_escape_cell(cli.first_sentence(entry))} | {listed} | "
-                    f"{_traits(entry) or '—'} |")
+                    f"{_traits(entry)} |")
     return "\n".join(rows)
 
 
