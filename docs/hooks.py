@@ -3,9 +3,9 @@ time, so they cannot drift from it.
 
 A page asks for a generated part with a marker line, ``<!-- generated: NAME -->``, replaced by:
 
-* ``strategies``, ``combinators``: tables of ``aljax.strategies``' registries (name, what it asks
-  first, settings with defaults, declared traits);
-* ``models``, ``fitters``, ``optimizers``, ``protocols``: the same for the other registries;
+* a registry's heading in ``aljax.cli.REGISTRIES`` (``strategies``, ``combinators``, ``models``,
+  ``fitters``, ``optimizers``, ``protocols``, and any registry added there): a table of it (name, what it
+  does, settings with defaults, declared traits), as ``aljax list`` lists it;
 * ``cli``: every ``aljax`` subcommand's ``--help``, from the argparse parsers the command runs;
 * ``tutorials``: every ``docs/tutorials/*.py`` (its docstring as text, then its source).
 
@@ -115,16 +115,8 @@ def tutorials() -> str:
     return "\n".join(parts)
 
 
-GENERATORS = {
-    "strategies": lambda: registry_table("strategies"),
-    "combinators": lambda: registry_table("combinators"),
-    "models": lambda: registry_table("models"),
-    "fitters": lambda: registry_table("fitters"),
-    "optimizers": lambda: registry_table("optimizers"),
-    "protocols": lambda: registry_table("protocols"),
-    "cli": cli_reference,
-    "tutorials": tutorials,
-}
+# any other marker NAME is the registry of that heading in aljax.cli.REGISTRIES (what `aljax list` shows)
+GENERATORS = {"cli": cli_reference, "tutorials": tutorials}
 
 
 def on_files(files, config):
@@ -138,9 +130,10 @@ def on_files(files, config):
 def on_page_markdown(markdown: str, page, config, files):
     def fill(match: re.Match) -> str:
         name = match.group(1)
-        if name not in GENERATORS:
-            raise KeyError(f"{page.file.src_path}: unknown generated part {name!r} (known: {', '.join(GENERATORS)})")
-        return GENERATORS[name]()
+        try:
+            return GENERATORS[name]() if name in GENERATORS else registry_table(name)
+        except KeyError as err:
+            raise KeyError(f"{page.file.src_path}: unknown generated part {name!r} ({err})") from None
 
     return MARKER.sub(fill, markdown)
 
