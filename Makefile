@@ -6,12 +6,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data lint test reproduce reproduce-table bench bench-quick clean
+.PHONY: install data lint docs test reproduce reproduce-table bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,11 +19,18 @@ install: $(STAMP)
 data: install
 	$(PY) -m aljax.fetch
 
-# ruff (settings in pyproject.toml): unused or undefined names, pycodestyle, bugbear
+# ruff (settings in pyproject.toml): unused or undefined names, pycodestyle, bugbear; mypy: the public API
+# (aljax/__init__.py's names as tests/typing_api.py uses them; settings in pyproject.toml)
 lint: install
-	$(PY) -m ruff check aljax tests experiments
+	$(PY) -m ruff check aljax tests experiments docs
+	$(PY) -m mypy
 
-test: install data lint
+# The documentation site (mkdocs.yml; pages in docs/, generated ones from docs/hooks.py) into site/,
+# every warning an error. `$(VENV)/bin/mkdocs serve` previews it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+test: install data lint docs
 	$(PY) -m pytest -q
 
 reproduce: install data
@@ -40,7 +47,7 @@ bench-quick: install data
 	$(PY) experiments/bench.py --quick
 
 clean:
-	rm -rf $(VENV) results/reproduce .pytest_cache
+	rm -rf $(VENV) results/reproduce .pytest_cache site dist
 
 # The strategy study (experiments/study.py): every registered strategy vs random over paired seeds.
 .PHONY: data-fashion study study-quick

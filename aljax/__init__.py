@@ -14,6 +14,13 @@ Submodules load on first use (``aljax.Config`` imports :mod:`aljax.loop`), so ``
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+try:  # the one version: pyproject.toml's, through the installed package's metadata
+    __version__ = metadata.version("aljax")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -29,9 +36,23 @@ _EXPORTS = {
     "aljax.spec": ("Spec", "SpecError"),
     "aljax.stopping": ("stop_rounds", "stop_at"),
 }
+if TYPE_CHECKING:  # what the lazy __getattr__ below returns, spelled out for type checkers (make lint)
+    from aljax import declare
+    from aljax.data import (Data, DataError, Pool, Raw, Split, dev_data, load_dataset, make_pool, make_split,
+                            seed_data)
+    from aljax.fit import FITTERS, FitResult, Hyper, make_fitter
+    from aljax.loop import (Components, Config, RoundInfo, State, acquire, components, context, fit_round,
+                            init_state, make_rounds, make_run)
+    from aljax.models import MODELS, Model, from_flax, from_functions, make_model
+    from aljax.optim import OPTIMIZERS, make_optimizer
+    from aljax.spec import Spec, SpecError
+    from aljax.stopping import stop_at, stop_rounds
+    from aljax.strategies import (PER_SAMPLE, STRATEGIES, Context, Strategy, make_context, per_sample, rank_batch,
+                                  resolve, select)
+
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBMODULES = ("declare",)  # ``@aljax.declare.strategy`` after a plain ``import aljax``
-__all__ = sorted([*_WHERE, *_SUBMODULES])
+__all__ = sorted([*_WHERE, *_SUBMODULES, "__version__"])
 
 
 def __getattr__(name: str):

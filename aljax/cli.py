@@ -1,4 +1,4 @@
-"""The researcher's command line: ``aljax run | list | plot | reproduce`` (also ``python -m aljax``).
+"""The researcher's command line: ``aljax run | list | plot | fetch | reproduce | label`` (also ``python -m aljax``).
 
 Every subcommand is added by a *registrar* ``register(subparsers) -> None`` in :data:`REGISTRARS`;
 each parser it adds sets ``func=handler`` with ``handler(args) -> exit status``. Bad input is a
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aljax import atomic, interrupt, seeds, store
+import aljax
+from aljax import atomic, fetch, interrupt, seeds, store
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
@@ -513,13 +514,31 @@ def register_plot(subparsers) -> None:
     p.set_defaults(func=cmd_plot)
 
 
+# ----------------------------------------------------------------------------- aljax fetch
+
+
+def register_fetch(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fetch", help="download and verify a dataset into the data folder (the same as `python -m aljax.fetch`)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download a dataset's IDX files, check their SHA-256 and put them in the data folder that\n"
+                    "`aljax run` reads: $ALJAX_DATA if set, the checkout's data/ inside a checkout, else the\n"
+                    "user's data folder ($XDG_DATA_HOME/aljax or ~/.local/share/aljax). Idempotent.",
+        epilog="examples:\n  aljax fetch\n  aljax fetch --dataset fashion_mnist\n"
+               "  aljax fetch --dest /data/aljax/mnist      (then: aljax run --data-dir /data/aljax)\n")
+    fetch.add_arguments(p)
+    p.set_defaults(func=fetch.fetch_dataset)
+
+
 # ----------------------------------------------------------------------------- aljax reproduce
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     script = REPO_ROOT / "experiments" / "reproduce.py"
     if not script.exists():
-        raise CliError(f"{script} not found; `aljax reproduce` needs the repository checkout (git clone)")
+        raise CliError("`aljax reproduce` runs experiments/reproduce.py, which only a checkout of the repository "
+                       "has (this aljax is installed without it): clone the repository and run `make reproduce` "
+                       "there")
     return subprocess.run([sys.executable, str(script), *args.script_args], cwd=REPO_ROOT).returncode
 
 
@@ -536,7 +555,7 @@ def register_reproduce(subparsers) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 # Subcommand registrars, in `aljax --help` order.
-REGISTRARS = [register_run, register_list, register_plot, register_reproduce, label_cli.register]
+REGISTRARS = [register_run, register_list, register_plot, register_fetch, register_reproduce, label_cli.register]
 
 
 class Parser(argparse.ArgumentParser):
@@ -554,9 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
                "  aljax list\n"
                "  aljax run --strategy margin --budget 400 --seeds 100 --out results/margin\n"
                "  aljax plot results/margin results/random --out results/compare.png\n"
+               "  aljax fetch\n"
                "  aljax reproduce\n"
                "  aljax label init --data photos/ --classes cat,dog --project pets\n"
                "run `aljax COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"aljax {aljax.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in REGISTRARS:
         register(subparsers)

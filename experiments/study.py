@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -103,6 +104,34 @@ def study_strategies() -> list[str]:
     """Every registered strategy except the auto-labeling orders and the sampled (Bayesian) acquisitions,
     the reference first."""
     return [REFERENCE] + [name for name in STRATEGIES if name not in (REFERENCE, *AUTO_LABEL, *SAMPLED)]
+
+
+def command(setting: dict, pool_size: int, strategy: str, query_size: int, n_seeds: int, chunk: int) -> str:
+    """The ``aljax run`` command that reruns one run of the study to the digit on the same kind of machine:
+    the same program (a vmap over chunks of ``chunk`` seeds, i.e. ``--schedule lockstep``, with the
+    setting's ``phases``), the same data and seeds. ``setting`` is a :class:`Setting` as a dict (as
+    study.json stores it), ``pool_size`` the pool's rows."""
+    sizes = Setting(**{k: tuple(v) if isinstance(v, list) else v for k, v in setting.items()}).config(
+        REFERENCE, query_size)  # sizes and phases do not depend on the strategy (a placeholder may stand there)
+    tag = re.sub(r"\W+", "_", strategy).strip("_")
+    return shlex.join([
+        "aljax", "run", "--dataset", setting["dataset"], "--protocol", "dev", "--pool-size", str(pool_size),
+        "--dev-size", str(setting["dev_size"]), "--strategy", strategy, "--initial", "random",
+        "--init", str(sizes.n_initial), "--query-size", str(sizes.query_size), "--budget", str(sizes.budget),
+        "--phases", str(sizes.phases), "--seeds", str(n_seeds), "--schedule", "lockstep",
+        "--chunk-size", str(min(chunk, n_seeds)), "--out", f"results/{setting['name']}-{tag}-q{query_size}"])
+
+
+def provenance(r: dict, what: str, commands: list[str]) -> list[str]:
+    """The lines under a report table: the command(s) that reproduce it, the machine kind it ran on, and
+    what may differ elsewhere."""
+    kind = r.get("backend", "cpu" if " cpu " in r["machine"] else "?").upper()
+    shown = [f"`{c}`" for c in commands]
+    return ["", f"Reproduce {what}: " + ("; ".join(shown)) + f". Ran on: {kind} ({r['machine']}). "
+            "Elsewhere: another machine kind, `--schedule` or `--chunk-size` rounds batched products "
+            "differently, so expect the same intervals, not the same digits (the CLI's defaults run "
+            "continuous lanes). The run's metrics.csv holds float32 accuracies: round them to test-set counts "
+            "(x 10 000) before comparing the last digit."]
 
 
 def seed_keys(start: int, stop: int) -> jax.Array:
@@ -278,6 +307,8 @@ def run_setting(setting: Setting, raw: Raw, out: Path, strategies: list[str], n_
     if result["query_size"]:
         plot_curves({f"{s} q={q}": (r["labels"], np.asarray(r["acc"])) for s, by in sized.items() for q, r in by.items()},
                     out / f"{setting.name}_query_size.png", title=f"{setting.name}: query size")
+    result["chunk"] = chunk  # lockstep: a vmap over chunks of this many seeds (command() names it)
+    result["backend"] = jax.default_backend()
     result["machine"] = (f"{jax.device_count()} {jax.default_backend()} device(s), {os.cpu_count()} cores, load "
                          f"average {os.getloadavg()[0]:.1f} at the end of the setting")
     result["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -326,6 +357,10 @@ def setting_report(r: dict) -> list[str]:
     ]
     lines += [f"| {s} | " + " | ".join(pct(v["at"][n]) for n in at) + f" | {pct(v['auc'])} |"
               for s, v in r["strategies"].items()]
+    chunk = r.get("chunk", 8)  # a study.json from before the chunk was recorded ran with --chunk's default, 8
+    run = lambda strategy, q=st["query_size"]: command(st, r["pool_size"], strategy, q, r["seeds"], chunk)  # noqa: E731
+    lines += provenance(r, "a row (STRATEGY: the row's name, quoted in a shell when it has parentheses)",
+                        [run("STRATEGY")])
     missing = [s for s in study_strategies() if s not in r["strategies"]]
     if missing:
         lines += ["", f"Not run in this setting (left out with `--strategies`): {', '.join(missing)}."]
@@ -343,6 +378,7 @@ def setting_report(r: dict) -> list[str]:
                   f"{x['mean']:.0f}" if x["n"] == 1 else "—") + f" (never {x['never']}/{x['seeds']})"
                  for x in (v["reach"][t] for t in targets)]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines += ["", "Reproduce: the runs of the first table (the same commands)."]
     lines += [
         "",
         "Paired against random over the same seeds: accuracy difference in points, mean [95 % CI], and the "
@@ -356,9 +392,11 @@ def setting_report(r: dict) -> list[str]:
             vs = v["vs_random"]
             lines.append(f"| {s} | " + " | ".join(diff(vs["at"][n]) for n in at) + f" | {diff(vs['auc'])} | "
                          + " ".join(verdict(vs["at"][n]) for n in at) + f" / AUC {verdict(vs['auc'])} |")
+    lines += ["", "Reproduce: the runs of the first table (the same commands)."]
     for c in r["combinators"]:
         lines += ["", f"Pool subsampling: {c['variant']} minus {c['base']} (paired): "
                   + "; ".join(f"{n}: {diff(p)}" for n, p in c["at"].items()) + f"; AUC {diff(c['auc'])}."]
+        lines += provenance(r, f"{c['variant']}", [run(c["variant"])])
     for s, q in r["query_size"].items():
         counts = [str(n) for n in q["common_labels"]]
         lines += [
@@ -373,6 +411,7 @@ def setting_report(r: dict) -> list[str]:
                   + f" | {pct(v['auc'])} | {'—' if size == str(st['query_size']) else diff(v['vs_base_auc'])}"
                   + f" | {v['compile_s'] + v['run_s']:.0f} |"
                   for size, v in q["sizes"].items()]
+        lines += provenance(r, "the rows, by query size", [run(s, int(size)) for size in q["sizes"]])
     if r["query_size"]:
         lines += ["", f"![query size]({st['name']}_query_size.png)"]
     lines += ["", "Time per strategy (s, compile + run): "
