@@ -29,8 +29,7 @@ from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
 from aljax.spec import settings_of, unknown
 from aljax.store import StoreError
-from aljax.models import convolves, samples_differ
-from aljax.strategies import SAMPLED, is_stochastic, resolve as resolve_strategy
+from aljax.strategies import is_stochastic, resolve as resolve_strategy, traits as strategy_traits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +174,8 @@ def check(settings: dict) -> int:
             raise CliError(f"--{key.replace('_', '-')} must be at least 1, got {settings[key]}")
     if settings["seeds"] > 1 and settings["initial"] == "first" and not is_stochastic(settings["strategy"]):
         raise CliError(f"the {settings['seeds']} seeds would be identical (initial labels = the first rows, and "
-                       f"{settings['strategy']!r} is deterministic); pass --initial random (or kmeans), or --seeds 1")
+                       f"{settings['strategy']!r} is declared deterministic); pass --initial random (or kmeans), or "
+                       "--seeds 1 (or declare a strategy that draws from its key with stochastic=True)")
     n_init, query, budget = settings["n_initial"], settings["query_size"], settings["budget"]
     if n_init > budget:
         raise CliError(f"initial labels ({n_init}) exceed the budget ({budget}); lower --init or raise --budget")
@@ -238,13 +238,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, hyper = build(settings, rounds)
     data = make_data(settings, raw)
     check_pool(config, int(np.asarray(data.pool.valid).sum()))
-    model, sample_shape = components(config).model, data.pool.x.shape[1:]
-    sampled = sorted(set(re.findall(r"[A-Za-z_]\w*", settings["strategy"])) & SAMPLED)
-    if sampled and not samples_differ(model, sample_shape):
-        raise CliError(f"strategy {sampled[0]!r} reduces MC dropout samples or ensemble members, but model "
-                       f"{settings['model']!r} has neither, so its scores are 0 everywhere; pass a model with "
-                       "dropout (e.g. --model 'mlp(dropout=0.5)' or cnn_gal2017) or an ensemble(...)")
-    resolve_plan(settings, Path(args.out), args.force, convolves(model, sample_shape))
+    model = components(config).model
+    if strategy_traits(resolve_strategy(settings["strategy"]))["needs_samples"] and not model.dropout:
+        raise CliError(f"strategy {settings['strategy']!r} reduces MC dropout samples or ensemble members, but model "
+                       f"{settings['model']!r} has neither, so its scores are 0 everywhere (it is not declared dropout=True); "
+                       "pass a model with dropout (e.g. --model 'mlp(dropout=0.5)' or cnn_gal2017) or an ensemble(...)")
+    resolve_plan(settings, Path(args.out), args.force, bool(model.convolutional))
 
     out = Path(args.out)
     store.check_run(out, settings, force=args.force)  # writes nothing

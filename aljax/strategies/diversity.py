@@ -11,10 +11,12 @@ import jax.numpy as jnp
 from jax.extend.core import Literal
 
 from aljax import cluster
+from aljax import declare
 from aljax.strategies.base import Context, StatefulStrategy, rank_batch
 from aljax.strategies.uncertainty import entropy
 
 
+@declare.strategy
 def density_weighted(key: jax.Array, ctx: Context) -> jax.Array:
     """Information density (Settles & Craven 2008): entropy × mean cosine similarity to the unlabeled
     pool (β = 1) in the model's embedding, so representative uncertain rows beat uncertain outliers."""
@@ -92,7 +94,7 @@ def _kcenter_score(key: jax.Array, ctx: Context, state: KCenterState) -> tuple[j
     return rank_batch(batch, d2), state
 
 
-kcenter = StatefulStrategy(init=_kcenter_init, score=_kcenter_score)
+kcenter = declare.strategy(StatefulStrategy(init=_kcenter_init, score=_kcenter_score), batch_aware=True)
 
 
 # ----------------------------------------------------------------------------- BADGE
@@ -109,6 +111,7 @@ def gradient_embedding(ctx: Context) -> jax.Array:
     return (x1[:, :, None] * residual[:, None, :]).reshape(x1.shape[0], -1)
 
 
+@declare.strategy(batch_aware=True, stochastic=True)
 def badge(key: jax.Array, ctx: Context) -> jax.Array:
     """BADGE (Ash et al. 2020): k-means++ seeding over the gradient embeddings (e, 1) ⊗ r of the
     unlabeled rows (as :func:`gradient_embedding` defines them). Other rows rank by gradient norm.
@@ -146,6 +149,7 @@ def kmeans_representatives(key: jax.Array, x: jax.Array, selectable: jax.Array, 
     return batch
 
 
+@declare.strategy(batch_aware=True, stochastic=True)
 def kmeans(key: jax.Array, ctx: Context, *, iters: int = 10) -> jax.Array:
     """k-means representatives (Nguyen & Smeulders 2004; Zhdanov 2019's diversity step): cluster the
     unlabeled rows (in the model's embedding) into ``query_size`` clusters (``iters`` Lloyd steps) and
