@@ -92,7 +92,7 @@ def epsilon(strategy: AnyStrategy, eps: float = 0.1) -> AnyStrategy:
 
     def score(key: jax.Array, ctx: Context, states):
         k_coin, k_random, k_inner = jax.random.split(key, 3)
-        explore = jax.random.bernoulli(k_coin, eps)
+        explore = jax.random.bernoulli(k_coin, jnp.asarray(eps, jnp.float32))  # eps=0 parses as an int
         s, state = inner.score(k_inner, ctx, states[0])
         return jnp.where(explore, jax.random.uniform(k_random, ctx.selectable.shape), s), (state,)
 

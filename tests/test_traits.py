@@ -1,0 +1,131 @@
+"""Declared traits (aljax.declare) against traced behaviour, over every registry entry; combinator traits;
+and the extension points: plot baselines, the tracker hook, out-of-tree datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import pytest
+
+from aljax import declare
+from aljax.models import MODELS, make_model
+from aljax.strategies import STRATEGIES, resolve, stateful, traits
+from aljax.testing import check_strategy
+from traced import convolves, probe_context, reads_key, reads_samples, samples_differ
+
+# ----------------------------------------------------------------------------- declarations vs tracing
+
+
+def batch_dependent(strategy) -> bool:
+    """Whether a strategy's traced program changes with the batch size (a batch-aware one reads it)."""
+    pair = stateful(strategy)
+
+    def program(query_size):
+        ctx = probe_context(query_size=query_size)
+        return str(jax.make_jaxpr(lambda key: pair.score(key, ctx, pair.init(ctx))[0])(jax.random.key(2)))
+
+    return program(2) != program(3)
+
+
+def traced_traits(strategy) -> dict[str, bool]:
+    return {"batch_aware": batch_dependent(strategy), "stochastic": reads_key(strategy),
+            "needs_samples": reads_samples(strategy)}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_declares_what_it_does(name):
+    assert declare.is_declared(STRATEGIES[name], "strategy")
+    assert traits(STRATEGIES[name]) == traced_traits(STRATEGIES[name])
+
+
+@pytest.mark.parametrize("spec", ["subsample(margin,5)", "subsample(kcenter,5)", "epsilon(margin,0.5)",
+                                  "alternate(margin,entropy)", "alternate(kcenter,kmeans)",
+                                  "softmax_sampling(bald,2)", "power_sampling(entropy)", "epsilon(bald(samples=3))"])
+def test_combinators_derive_their_traits_from_their_arguments(spec):
+    derived = traits(resolve(spec))
+    traced = traced_traits(resolve(spec))
+    assert derived["stochastic"] == traced["stochastic"] and derived["needs_samples"] == traced["needs_samples"]
+    assert not derived["batch_aware"] or traced["batch_aware"]  # batch-aware is a guarantee: every round
+
+
+def test_combinator_traits_by_hand():
+    assert traits(resolve("subsample(bald,100)")) == {"batch_aware": False, "stochastic": True, "needs_samples": True}
+    assert traits(resolve("epsilon(margin,0.1)"))["stochastic"]
+    assert not traits(resolve("epsilon(margin,0)"))["stochastic"]  # reads its key, but never explores
+    assert traits(resolve("epsilon(kcenter,0)"))["batch_aware"]
+    assert traits(resolve("subsample(kcenter,100)"))["batch_aware"]
+    assert not traits(resolve("alternate(kcenter,entropy)"))["batch_aware"]  # entropy's rounds rank no batch
+    assert traits(resolve("alternate(kcenter,kmeans)"))["batch_aware"]
+    assert not traits(resolve("alternate(margin,entropy)"))["stochastic"]
+    assert traits(resolve("bald(samples=5)")) == traits(STRATEGIES["bald"])  # settings keep the declaration
+
+
+# models: (spec, sample shape) with settings that turn a trait on and off
+MODEL_CASES = [("softmax_regression", (6,)), ("mlp", (6,)), ("mlp(hidden=4,dropout=0.5)", (6,)),
+               ("cnn_gal2017", (28, 28, 1)), ("cnn_gal2017(filters=2,kernel=2,hidden=4,dropout_conv=0,dropout_dense=0)",
+                                             (8, 8, 1)),
+               ("cnn_batchbald2019", (28, 28, 1)), ("ensemble", (6,)), ("ensemble(members=1)", (6,)),
+               ("ensemble(cnn_gal2017(filters=2,kernel=2,hidden=4),members=2)", (8, 8, 1))]
+
+
+@pytest.mark.parametrize("spec,shape", MODEL_CASES)
+def test_every_model_declares_its_dropout_and_convolutions(spec, shape):
+    model = make_model(spec, 3)
+    assert model.dropout == samples_differ(model, shape)
+    assert model.convolutional == convolves(model, shape)
+
+
+def test_every_model_factory_is_declared_as_its_default_model():
+    assert {spec for spec, _ in MODEL_CASES} >= set(MODELS)
+    for name, factory in MODELS.items():
+        model = make_model(name, 3)
+        assert declare.traits_of(factory, "model") == {"dropout": model.dropout, "convolutional": model.convolutional}
+
+
+def test_an_out_of_tree_factory_lends_its_declaration_to_its_models():
+    from aljax.models import mlp
+
+    @declare.model(dropout=True)
+    def my_net(n_classes, *, hidden=4):
+        plain = mlp(n_classes, hidden=hidden, dropout=0.5)
+        return plain._replace(dropout=None, convolutional=None)  # a model that says nothing itself
+
+    MODELS["my_net_for_test"] = my_net
+    try:
+        model = make_model("my_net_for_test(hidden=5)", 3)
+    finally:
+        del MODELS["my_net_for_test"]
+    assert model.dropout is True and model.convolutional is False
+
+
+def test_check_strategy_reads_the_declaration_and_catches_a_false_one():
+    def noisy(key, ctx):
+        return jax.random.uniform(key, ctx.selectable.shape)
+
+    with pytest.raises(AssertionError, match="declare it"):
+        check_strategy(declare.strategy(noisy))  # declared deterministic: its scores depend on the key
+    check_strategy(declare.strategy(stochastic=True)(lambda key, ctx: noisy(key, ctx)))
+
+    def first_rows(key, ctx):  # ranks one row first, not a batch
+        return -jax.numpy.arange(ctx.selectable.shape[0], dtype=jax.numpy.float32).at[0].set(0)
+
+    with pytest.raises(AssertionError, match="batch-aware"):
+        check_strategy(declare.strategy(batch_aware=True)(lambda key, ctx: first_rows(key, ctx) * 0))
+
+
+def test_no_private_jax_import_and_no_jaxpr_reading_for_traits():
+    root = pathlib.Path(__file__).parents[1] / "aljax"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "jax._src" not in text, path
+        assert "dce_jaxpr" not in text, path
+
+
+def test_is_stochastic_reads_declarations():
+    from aljax.strategies import is_stochastic
+
+    assert is_stochastic("bald") and is_stochastic("subsample(margin)") and is_stochastic("kmeans")
+    assert not is_stochastic("margin") and not is_stochastic("kcenter") and not is_stochastic("alternate(margin,entropy)")
+    assert dataclasses.is_dataclass(probe_context())
