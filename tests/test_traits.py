@@ -129,3 +129,20 @@ def test_is_stochastic_reads_declarations():
     assert is_stochastic("bald") and is_stochastic("subsample(margin)") and is_stochastic("kmeans")
     assert not is_stochastic("margin") and not is_stochastic("kcenter") and not is_stochastic("alternate(margin,entropy)")
     assert dataclasses.is_dataclass(probe_context())
+
+
+# ----------------------------------------------------------------------------- cluster building blocks
+
+
+def test_farthest_first_and_nearest_distances_by_hand():
+    import jax.numpy as jnp
+
+    from aljax import cluster
+
+    x = jnp.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    d2 = cluster.nearest_sq_distances(x, x[:1], jnp.array([True]))  # one center at 0
+    assert d2.tolist() == [0.0, 1.0, 4.0, 100.0, 121.0]
+    assert cluster.nearest_sq_distances(x, x[:2], jnp.array([False, False])).tolist() == [jnp.inf] * 5
+    batch, after = cluster.farthest_first(x, d2, jnp.array([False, True, True, True, True]), 2)
+    assert batch.tolist() == [4, 2]  # 11 is farthest from 0; then 2 (4 from 0) beats 10 (1 from 11)
+    assert after.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
