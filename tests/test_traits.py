@@ -146,3 +146,63 @@ def test_farthest_first_and_nearest_distances_by_hand():
     batch, after = cluster.farthest_first(x, d2, jnp.array([False, True, True, True, True]), 2)
     assert batch.tolist() == [4, 2]  # 11 is farthest from 0; then 2 (4 from 0) beats 10 (1 from 11)
     assert after.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- aljax plot --baseline
+
+
+def write_run(folder: pathlib.Path, strategy: str, accuracy, seeds, seed: int = 0, labels=(10, 20, 30)) -> None:
+    """A finished run folder (config.toml, metrics.csv) with per-seed ``accuracy`` (S, R)."""
+    import numpy as np
+
+    from aljax import store
+
+    accuracy = np.asarray(accuracy, np.float64)
+    folder.mkdir(parents=True)
+    (folder / store.CONFIG).write_text(store.to_toml({"strategy": strategy, "dataset": "mnist", "seed": seed,
+                                                       "budget": labels[-1]}))
+    metrics = {"n_labeled": np.tile(np.asarray(labels, np.float64), (len(seeds), 1)), "test_accuracy": accuracy}
+    (folder / store.METRICS).write_text(store.metrics_csv(np.asarray(seeds), metrics))
+
+
+def test_plot_baseline_pairs_seeds_and_reports_the_difference_and_win_rate(tmp_path, capsys):
+    import numpy as np
+
+    from aljax import cli
+
+    base = np.array([[0.5, 0.6, 0.7], [0.4, 0.5, 0.6], [0.5, 0.7, 0.8], [0.3, 0.4, 0.5]])
+    write_run(tmp_path / "random", "random", base, seeds=[0, 1, 2, 3])
+    better = base + np.array([[0.1], [0.2], [0.0], [-0.1]])  # seed 3 loses, seed 2 ties
+    write_run(tmp_path / "margin", "margin", better[[2, 0, 1, 3]], seeds=[2, 0, 1, 3])  # another row order
+    png = tmp_path / "cmp.png"
+    assert cli.main(["plot", str(tmp_path / "margin"), "--baseline", str(tmp_path / "random"), "--out", str(png)]) == 0
+    table = png.with_suffix(".md").read_text()
+    # final: differences 0.1, 0.2, 0.0, -0.1 -> mean +0.05, wins 2 of 4
+    paired = table.split("Paired difference against random")[1]
+    row = next(line for line in paired.splitlines() if line.startswith("| margin | 4 |"))
+    assert "+0.0500" in row and "| 50% |" in row
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # by legend name, among the runs; the same two runs again
+    assert cli.main(["plot", str(tmp_path / "margin"), str(tmp_path / "random"), "--baseline", "random",
+                     "--out", str(png)]) == 0
+
+
+@pytest.mark.parametrize("case,message", [
+    ("other base seed", "base seeds differ"), ("disjoint seeds", "share 0 seed(s)"),
+    ("other labels", "other label counts"), ("unknown", "names none of the runs")])
+def test_plot_baseline_refuses_unpaired_runs_in_one_line(tmp_path, capsys, case, message):
+    import numpy as np
+
+    from aljax import cli
+
+    acc = np.full((2, 3), 0.5)
+    write_run(tmp_path / "random", "random", acc, seeds=[0, 1])
+    kwargs = {"other base seed": {"seed": 1}, "disjoint seeds": {"seeds": [5, 6]},
+              "other labels": {"labels": (10, 30, 50)}}.get(case, {})
+    write_run(tmp_path / "margin", "margin", acc, **({"seeds": [0, 1]} | kwargs))
+    png = tmp_path / "cmp.png"
+    baseline = "entropy" if case == "unknown" else str(tmp_path / "random")
+    assert cli.main(["plot", str(tmp_path / "margin"), str(tmp_path / "random"), "--baseline", baseline,
+                     "--out", str(png)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("aljax: warning")]
+    assert len(errors) == 1 and message in errors[0] and not png.exists()
