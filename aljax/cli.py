@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aljax import atomic, interrupt, seeds, store
+from aljax import atomic, interrupt, seeds, store, tracking
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
@@ -161,7 +161,8 @@ def check(settings: dict) -> int:
         raise CliError(unknown("schedule", settings["schedule"], seeds.SCHEDULES))
     if settings["protocol"] not in PROTOCOLS:
         raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
-    if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
+    if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")) \
+            and ":" not in settings["dataset"]:  # package.module:function, checked when loaded
         raise CliError(unknown("dataset", settings["dataset"], DATASET_FORMS))
     for key in ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "budget"):
         if settings[key] is not None and settings[key] <= 0:
@@ -238,6 +239,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, hyper = build(settings, rounds)
     data = make_data(settings, raw)
     check_pool(config, int(np.asarray(data.pool.valid).sum()))
+    open_tracker = None
+    if getattr(args, "tracker", None):
+        try:
+            open_tracker = tracking.tracker_opener(args.tracker)
+        except tracking.TrackerError as err:
+            raise CliError(str(err)) from None
     model = components(config).model
     if strategy_traits(resolve_strategy(settings["strategy"]))["needs_samples"] and not model.dropout:
         raise CliError(f"strategy {settings['strategy']!r} reduces MC dropout samples or ensemble members, but model "
@@ -288,9 +295,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pending:
         atomic.write_json(out / store.ENVIRONMENT, store.environment())
         store.add_timing(out, "compile_s", compile_s)
-        seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
-                        outputs=chunk_outputs, progress=progress, skip=done, on_chunk=store.chunk_saver(out),
-                        compiled=compiled)
+        on_chunk = store.chunk_saver(out)
+        tracker = open_tracker() if open_tracker is not None else None
+        try:
+            seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
+                            outputs=chunk_outputs, progress=progress, skip=done, compiled=compiled,
+                            on_chunk=on_chunk if tracker is None else tracking.on_chunk(tracker, then=on_chunk))
+        finally:
+            getattr(tracker, "close", lambda: None)()
     finish(out, settings, n_chunks, say)
     return 0
 
@@ -373,6 +385,10 @@ def register_run(subparsers) -> None:
                         "inside the repository, else $XDG_DATA_HOME/aljax or ~/.local/share/aljax)")
     p.add_argument("--force", action="store_true", default=False, help="overwrite a different run in --out")
     p.add_argument("--quiet", action="store_true", default=False, help="no progress, config or table output")
+    p.add_argument("--tracker", default=None, metavar="NAME:ARG",
+                   help="also send each finished chunk's per-round metrics to an experiment tracker: "
+                        "tensorboard:DIR writes TensorBoard event files into DIR (needs tensorboardX: pip install "
+                        "'aljax[tracking]'); rows of chunks computed earlier are not sent again")
     types = all_settings()
     for name, (default, _, text) in RUN_SETTINGS.items():
         shown = "" if default is None else f" (default: {default})"

@@ -206,3 +206,135 @@ def test_plot_baseline_refuses_unpaired_runs_in_one_line(tmp_path, capsys, case,
                      "--out", str(png)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("aljax: warning")]
     assert len(errors) == 1 and message in errors[0] and not png.exists()
+
+
+# ----------------------------------------------------------------------------- trackers
+
+
+def read_events(logdir: pathlib.Path) -> dict[str, dict[int, float]]:
+    """Scalars of the TensorBoard event files in ``logdir``: tag -> {step: value} (TFRecord framing:
+    length u64, its CRC u32, the Event proto, its CRC u32)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
+def test_chunk_rows_and_the_tensorboard_adapter_write_what_they_are_given(tmp_path):
+    import numpy as np
+
+    pytest.importorskip("tensorboardX", reason="the tensorboard tracker needs tensorboardX (aljax[tracking])")
+    from aljax import tracking
+
+    result = {"n_labeled": np.array([[10, 20], [10, 20]]), "test_accuracy": np.array([[0.5, 0.75], [0.25, 0.625]]),
+              "order": np.zeros((2, 20), np.int32)}
+    rows = list(tracking.chunk_rows(np.array([4, 5]), result))
+    assert rows[1] == {"seed": 4, "round": 1, "n_labeled": 20, "test_accuracy": 0.75} and len(rows) == 4
+    saved = []
+    with tracking.TensorBoard(tmp_path / "tb") as board:
+        tracking.on_chunk(board, then=lambda *args: saved.append(args[0]))(3, np.array([4, 5]), result, 1.0)
+    assert saved == [3]
+    assert read_events(tmp_path / "tb") == {"test_accuracy/seed_4": {10: 0.5, 20: 0.75},
+                                            "test_accuracy/seed_5": {10: 0.25, 20: 0.625}}
+    with pytest.raises(tracking.TrackerError, match="unknown tracker"):
+        tracking.tracker_opener("wandb:x")
+
+
+# ----------------------------------------------------------------------------- out-of-tree datasets
+
+PLUGIN = '''
+import numpy as np
+import aljax
+from aljax.data import Raw
+
+
+@aljax.declare.dataset
+def blobs(n=120, classes=3):
+    """Gaussian blobs as 4x4 uint8 images, labels 0..classes-1."""
+    rng = np.random.default_rng(0)
+    def draw(rows):
+        y = np.arange(rows) % classes
+        x = np.clip(40 + 60 * y[:, None, None] + rng.normal(0, 20, (rows, 4, 4)), 0, 255)
+        return x.astype(np.uint8), y
+    return Raw(*draw(n), *draw(n // 2), name="blobs")
+
+
+@aljax.declare.dataset
+def floats():
+    x = np.zeros((8, 4, 4), np.float32)
+    return Raw(x, np.arange(8) % 2, x, np.arange(8) % 2)
+
+
+@aljax.declare.dataset
+def negative():
+    x = np.zeros((8, 4, 4), np.uint8)
+    return Raw(x, np.arange(8) - 1, x, np.arange(8) % 2)
+
+
+@aljax.declare.dataset
+def one_class():
+    x = np.zeros((8, 4, 4), np.uint8)
+    return Raw(x, np.zeros(8, int), x, np.zeros(8, int))
+
+
+@aljax.declare.dataset
+def shapes():
+    return Raw(np.zeros((8, 4, 4), np.uint8), np.arange(8) % 2, np.zeros((8, 5, 4), np.uint8), np.arange(8) % 2)
+
+
+def undeclared():
+    return blobs()
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "aljax_test_datasets.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "aljax_test_datasets"
+
+
+@pytest.mark.parametrize("function,message", [
+    ("floats", "train_x must be a uint8"), ("negative", "holds the label -1"), ("one_class", "at least 2"),
+    ("shapes", "differ in shape"), ("undeclared", "@aljax.declare.dataset"), ("missing", "has no 'missing'"),
+    ("blobs(size=3)", "has no setting 'size'")])
+def test_an_out_of_tree_dataset_is_checked_in_one_line(plugin, function, message):
+    from aljax.data import DataError, load_dataset
+
+    with pytest.raises(DataError, match=message.replace("(", r"\(")) as err:
+        load_dataset(f"{plugin}:{function}")
+    assert "\n" not in str(err.value)
+
+
+def test_an_out_of_tree_dataset_runs_from_the_cli_and_toml_with_a_tracker(plugin, tmp_path):
+    import numpy as np
+
+    pytest.importorskip("tensorboardX", reason="the tensorboard tracker needs tensorboardX (aljax[tracking])")
+    from aljax import cli, store
+
+    raw = __import__("aljax.data", fromlist=["load_dataset"]).load_dataset(f"{plugin}:blobs(n=90)")
+    assert raw.train_x.shape == (90, 4, 4) and raw.n_classes == 3
+    config = tmp_path / "run.toml"
+    config.write_text(f'dataset = "{plugin}:blobs(n=60)"\npool_size = 40\ndev_size = 20\nbudget = 12\n'
+                      'n_initial = 4\nquery_size = 4\nseeds = 2\nchunk_size = 1\n')
+    out = tmp_path / "run"
+    assert cli.main(["run", "--config", str(config), "--tracker", f"tensorboard:{tmp_path / 'tb'}", "--quiet",
+                     "--out", str(out)]) == 0
+    metrics = store.read_metrics(out)
+    events = read_events(tmp_path / "tb")
+    for s in range(2):
+        curve = events[f"test_accuracy/seed_{s}"]
+        assert sorted(curve) == metrics["n_labeled"][s].astype(int).tolist()
+        np.testing.assert_allclose(list(curve.values()), metrics["test_accuracy"][s], rtol=1e-6)
+    assert cli.main(["run", "--config", str(config), "--tracker", "wandb:x", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
