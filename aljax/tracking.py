@@ -45,15 +45,16 @@ def chunk_rows(seeds: np.ndarray, result: Mapping[str, Any]) -> Iterator[Row]:
 
 
 def on_chunk(tracker: Tracker, then: ChunkHook | None = None) -> ChunkHook:
-    """An ``on_chunk(index, seeds, result, seconds)`` hook for :func:`aljax.seeds.run_seeds` that gives
-    ``tracker`` every row of the chunk (:func:`chunk_rows`), then calls ``then`` (e.g. the CLI's
-    checkpoint saver, :func:`aljax.store.chunk_saver`) with the same arguments."""
+    """An ``on_chunk(index, seeds, result, seconds)`` hook for :func:`aljax.seeds.run_seeds` that first
+    calls ``then`` with the same arguments (e.g. the CLI's checkpoint saver,
+    :func:`aljax.store.chunk_saver`: the chunk is saved before a tracker can fail), then gives
+    ``tracker`` every row of the chunk (:func:`chunk_rows`)."""
 
     def hook(index: int, seeds: np.ndarray, result: Any, seconds: float) -> None:
-        for row in chunk_rows(seeds, result):
-            tracker(row)
         if then is not None:
             then(index, seeds, result, seconds)
+        for row in chunk_rows(seeds, result):
+            tracker(row)
 
     return hook
 
