@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 
 import aljax
-from aljax import atomic, fetch, interrupt, seeds, store
+from aljax import atomic, fetch, interrupt, seeds, store, tracking
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
 from aljax.spec import settings_of, unknown
 from aljax.store import StoreError
-from aljax.models import convolves, samples_differ
-from aljax.strategies import SAMPLED, is_stochastic, resolve as resolve_strategy
+from aljax.strategies import is_stochastic, resolve as resolve_strategy, traits as strategy_traits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +162,8 @@ def check(settings: dict) -> int:
         raise CliError(unknown("schedule", settings["schedule"], seeds.SCHEDULES))
     if settings["protocol"] not in PROTOCOLS:
         raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
-    if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")):
+    if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")) \
+            and ":" not in settings["dataset"]:  # package.module:function, checked when loaded
         raise CliError(unknown("dataset", settings["dataset"], DATASET_FORMS))
     for key in ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "budget"):
         if settings[key] is not None and settings[key] <= 0:
@@ -176,7 +176,8 @@ def check(settings: dict) -> int:
             raise CliError(f"--{key.replace('_', '-')} must be at least 1, got {settings[key]}")
     if settings["seeds"] > 1 and settings["initial"] == "first" and not is_stochastic(settings["strategy"]):
         raise CliError(f"the {settings['seeds']} seeds would be identical (initial labels = the first rows, and "
-                       f"{settings['strategy']!r} is deterministic); pass --initial random (or kmeans), or --seeds 1")
+                       f"{settings['strategy']!r} is declared deterministic); pass --initial random (or kmeans), or "
+                       "--seeds 1 (or declare a strategy that draws from its key with stochastic=True)")
     n_init, query, budget = settings["n_initial"], settings["query_size"], settings["budget"]
     if n_init > budget:
         raise CliError(f"initial labels ({n_init}) exceed the budget ({budget}); lower --init or raise --budget")
@@ -239,13 +240,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, hyper = build(settings, rounds)
     data = make_data(settings, raw)
     check_pool(config, int(np.asarray(data.pool.valid).sum()))
-    model, sample_shape = components(config).model, data.pool.x.shape[1:]
-    sampled = sorted(set(re.findall(r"[A-Za-z_]\w*", settings["strategy"])) & SAMPLED)
-    if sampled and not samples_differ(model, sample_shape):
-        raise CliError(f"strategy {sampled[0]!r} reduces MC dropout samples or ensemble members, but model "
-                       f"{settings['model']!r} has neither, so its scores are 0 everywhere; pass a model with "
-                       "dropout (e.g. --model 'mlp(dropout=0.5)' or cnn_gal2017) or an ensemble(...)")
-    resolve_plan(settings, Path(args.out), args.force, convolves(model, sample_shape))
+    open_tracker = None
+    if getattr(args, "tracker", None):
+        try:
+            open_tracker = tracking.tracker_opener(args.tracker)
+        except tracking.TrackerError as err:
+            raise CliError(str(err)) from None
+    model = components(config).model
+    if strategy_traits(resolve_strategy(settings["strategy"]))["needs_samples"] and not model.dropout:
+        raise CliError(f"strategy {settings['strategy']!r} reduces MC dropout samples or ensemble members, but model "
+                       f"{settings['model']!r} has neither, so its scores are 0 everywhere (it is not declared dropout=True); "
+                       "pass a model with dropout (e.g. --model 'mlp(dropout=0.5)' or cnn_gal2017) or an ensemble(...)")
+    resolve_plan(settings, Path(args.out), args.force, bool(model.convolutional))
 
     out = Path(args.out)
     store.check_run(out, settings, force=args.force)  # writes nothing
@@ -290,9 +296,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pending:
         atomic.write_json(out / store.ENVIRONMENT, store.environment())
         store.add_timing(out, "compile_s", compile_s)
-        seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
-                        outputs=chunk_outputs, progress=progress, skip=done, on_chunk=store.chunk_saver(out),
-                        compiled=compiled)
+        on_chunk = store.chunk_saver(out)
+        tracker = open_tracker() if open_tracker is not None else None
+        try:
+            seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
+                            outputs=chunk_outputs, progress=progress, skip=done, compiled=compiled,
+                            on_chunk=on_chunk if tracker is None else tracking.on_chunk(tracker, then=on_chunk))
+        finally:
+            getattr(tracker, "close", lambda: None)()
     finish(out, settings, n_chunks, say)
     return 0
 
@@ -319,14 +330,18 @@ def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
 
 
 def report(runs: dict[str, dict[str, np.ndarray]], png: Path, title: str = "",
-           metric: str = "test_accuracy", heading: str = "") -> str:
+           metric: str = "test_accuracy", heading: str = "", pairs: dict[str, dict] | None = None,
+           baseline: str = "") -> str:
     """Plot the runs' curves on one figure (``png``) and return a markdown table of their final values
-    (under ``heading`` if given)."""
+    (under ``heading`` if given). ``pairs``: each other run's :func:`aljax.compare.paired_runs` against
+    the run named ``baseline``, drawn as a second panel and tabled below."""
     from aljax.metrics import mean_ci
-    from aljax.plots import plot_curves
+    from aljax.plots import bounds_of, plot_curves
 
     curves = {name: (m["n_labeled"][0], m[metric]) for name, m in runs.items()}
-    plot_curves(curves, png, title=title, ylabel=metric.replace("_", " "))
+    differences = {name: (curves[name][0], p["difference"]) for name, p in (pairs or {}).items()}
+    plot_curves(curves, png, title=title, ylabel=metric.replace("_", " "), bounds=bounds_of(metric),
+                differences=differences, baseline=baseline)
     lines = [heading, ""] if heading else []
     lines += [f"| run | seeds | labels | final {metric} (mean [95 % CI]) | mean over the curve |",
               "|---|---|---|---|---|"]
@@ -334,6 +349,16 @@ def report(runs: dict[str, dict[str, np.ndarray]], png: Path, title: str = "",
         mean, low, high = mean_ci(values[:, -1])
         area = values.mean(axis=1).mean()
         lines.append(f"| {name} | {values.shape[0]} | {int(labels[-1])} | {mean:.4f} [{low:.4f}, {high:.4f}] | {area:.4f} |")
+    if pairs:
+        lines += ["", f"Paired difference against {baseline} (seed by seed, on the seeds both runs hold; 95 % CI; "
+                  "wins: the share of seeds on which the run is higher):", "",
+                  f"| run | paired seeds | final {metric} − baseline | wins | mean over the curve − baseline | wins |",
+                  "|---|---|---|---|---|---|"]
+        for name, p in pairs.items():
+            final, curve = p["final"], p["curve"]
+            lines.append(f"| {name} | {final['n']} | {final['mean']:+.4f} [{final['low']:+.4f}, {final['high']:+.4f}] | "
+                         f"{final['wins']:.0%} | {curve['mean']:+.4f} [{curve['low']:+.4f}, {curve['high']:+.4f}] | "
+                         f"{curve['wins']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -361,6 +386,10 @@ def register_run(subparsers) -> None:
                         "inside the repository, else $XDG_DATA_HOME/aljax or ~/.local/share/aljax)")
     p.add_argument("--force", action="store_true", default=False, help="overwrite a different run in --out")
     p.add_argument("--quiet", action="store_true", default=False, help="no progress, config or table output")
+    p.add_argument("--tracker", default=None, metavar="NAME:ARG",
+                   help="also send each finished chunk's per-round metrics to an experiment tracker: "
+                        "tensorboard:DIR writes TensorBoard event files into DIR (needs tensorboardX: pip install "
+                        "'aljax[tracking]'); rows of chunks computed earlier are not sent again")
     types = all_settings()
     for name, (default, _, text) in RUN_SETTINGS.items():
         shown = "" if default is None else f" (default: {default})"
@@ -459,8 +488,51 @@ def read_run(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return settings, metrics
 
 
+def find_baseline(wanted: str, dirs: list[Path], names: list[str]) -> int:
+    """The index of the run that ``--baseline`` names: its folder, its folder's name, or its legend name."""
+    path = Path(wanted)
+    found = [i for i, d in enumerate(dirs) if path.exists() and d.resolve() == path.resolve()]
+    found = found or [i for i, (d, name) in enumerate(zip(dirs, names)) if wanted in (name, d.name)]
+    if len(found) != 1:
+        listed = ", ".join(repr(n) for n in names)
+        what = "names several runs" if found else "is no run folder and names none of the runs"
+        raise CliError(f"--baseline {wanted!r} {what} ({listed}); pass a run's folder")
+    return found[0]
+
+
+def pair_with_baseline(runs: dict[str, tuple[dict, dict]], baseline: str, metric: str) -> dict[str, dict]:
+    """Each other run's :func:`aljax.compare.paired_runs` against ``baseline`` on the seeds both hold;
+    a one-line CliError for a run that is not paired with it (another base seed, fewer than 2 shared
+    seeds, other label counts)."""
+    from aljax import compare
+
+    base_settings, base = runs[baseline]
+    pairs = {}
+    for name, (settings, metrics) in runs.items():
+        if name == baseline:
+            continue
+        unpaired = f"{name!r} is not paired with the baseline {baseline!r}"
+        if settings.get("seed", 0) != base_settings.get("seed", 0):
+            raise CliError(f"{unpaired}: their base seeds differ (--seed {settings.get('seed', 0)} and "
+                           f"{base_settings.get('seed', 0)}), so seed i starts from other labels; rerun one with "
+                           "the other's --seed")
+        rows, base_rows = compare.common_seeds(metrics["seed"][:, 0], base["seed"][:, 0])
+        if len(rows) < 2:
+            raise CliError(f"{unpaired}: they share {len(rows)} seed(s) and a paired interval needs 2; run both "
+                           "with the same --seed and --seeds")
+        try:
+            pairs[name] = compare.paired_runs(metrics["n_labeled"][0], metrics[metric][rows],
+                                              base["n_labeled"][0], base[metric][base_rows])
+        except ValueError as err:
+            raise CliError(f"{unpaired}: {err}; pair runs with the same --init, --query-size and --budget") from None
+    return pairs
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.runs]
+    if args.baseline and Path(args.baseline).is_dir() and not any(
+            d.resolve() == Path(args.baseline).resolve() for d in dirs):
+        dirs.insert(0, Path(args.baseline))  # a baseline folder not among the runs is drawn first
     runs = [read_run(d) for d in dirs]
     if args.metric not in runs[0][1]:
         raise CliError(unknown("metric", args.metric, [f.name for f in dataclasses.fields(RoundInfo)]))
@@ -479,6 +551,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         names.append(", ".join(parts))
     if len(set(names)) < len(names):  # the same settings twice: tell them apart by folder
         names = [f"{n} ({d})" for n, d in zip(names, dirs)]
+    baseline, pairs = "", None
+    if args.baseline:
+        baseline = names[find_baseline(args.baseline, dirs, names)]
+        pairs = pair_with_baseline(dict(zip(names, runs)), baseline, args.metric)
     common = {k: runs[0][0].get(k) for k in ("dataset", "protocol", "budget") if k in keys and k not in differ}
     title = args.title or ", ".join(f"{k} {v}" for k, v in common.items())
     if differ and not args.title:
@@ -487,7 +563,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     png = Path(args.out)
     try:
         png.parent.mkdir(parents=True, exist_ok=True)
-        table = report({n: m for n, (_, m) in zip(names, runs)}, png, title=title, metric=args.metric, heading=heading)
+        table = report({n: m for n, (_, m) in zip(names, runs)}, png, title=title, metric=args.metric, heading=heading,
+                       pairs=pairs, baseline=baseline)
         atomic.write_text(png.with_suffix(".md"), table)
     except OSError as err:
         raise CliError(f"cannot write {png} ({err.strerror}); choose another --out") from None
@@ -503,14 +580,21 @@ def register_plot(subparsers) -> None:
         description="Draw the mean learning curves of finished runs, with 95 % CI bands, on one figure (PNG)\n"
                     "and write a markdown table of their final accuracy beside it (same name, .md). The legend\n"
                     "names each run by its strategy and the settings in which the runs differ; differences\n"
-                    "(protocol, dataset, budget, ...) are also warned about and put in the title.",
+                    "(protocol, dataset, budget, ...) are also warned about and put in the title. With --baseline,\n"
+                    "each other run is also compared with the baseline seed by seed (runs with the same --seed\n"
+                    "start seed i from the same labels): the paired difference with its 95 % CI and the share of\n"
+                    "seeds it wins, at the last fit and over the curve, in the table and in a second panel.",
         epilog="examples:\n"
                "  aljax plot results/margin results/entropy results/random --out results/compare.png\n"
+               "  aljax plot results/margin results/entropy --baseline results/random --out results/vs-random.png\n"
                "  aljax plot results/margin --metric eval_correct --out results/margin-eval.png\n")
     p.add_argument("runs", nargs="+", metavar="RESULT_DIR", help="folders written by `aljax run`")
     p.add_argument("--out", default="results/compare.png", help="figure path (default: results/compare.png)")
     p.add_argument("--metric", default="test_accuracy", help="per-round metric to plot (default: test_accuracy)")
     p.add_argument("--title", default="", help="figure title (default: what the runs share and where they differ)")
+    p.add_argument("--baseline", default="", metavar="NAME_OR_DIR",
+                   help="compare every other run with this one, seed by seed: a run folder (added if not among the "
+                        "runs), a folder name or a legend name")
     p.set_defaults(func=cmd_plot)
 
 

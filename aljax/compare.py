@@ -73,3 +73,30 @@ def paired(a, b) -> dict:
         "ties": float(np.mean(diff == 0)),
         "losses": float(np.mean(diff < 0)),
     }
+
+
+
+def common_seeds(seeds_a, seeds_b) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (P,) and (P,) of the seed ids that ``seeds_a`` (S_a,) and ``seeds_b`` (S_b,) share, in
+    increasing seed order: row ``ia[p]`` of one run and row ``ib[p]`` of the other are the same seed."""
+    seeds_a, seeds_b = np.asarray(seeds_a).astype(np.int64), np.asarray(seeds_b).astype(np.int64)
+    _, ia, ib = np.intersect1d(seeds_a, seeds_b, assume_unique=True, return_indices=True)
+    return ia, ib
+
+
+def paired_runs(labels, values, baseline_labels, baseline_values) -> dict:
+    """A run's per-seed values (P, R) against a baseline's (P, R), seed p of one paired with seed p of
+    the other, at the same label counts ``labels`` (R,): ``difference`` (P, R), the per-seed
+    difference at each round; ``final`` and ``curve``: :func:`paired` over the final values and over
+    the per-seed means over the curve. ValueError if the label counts differ."""
+    labels, baseline_labels = np.asarray(labels), np.asarray(baseline_labels)
+    if labels.shape != baseline_labels.shape or not np.array_equal(labels, baseline_labels):
+        raise ValueError(f"measured at other label counts ({_span(labels)} against {_span(baseline_labels)})")
+    values, baseline_values = np.asarray(values, np.float64), np.asarray(baseline_values, np.float64)
+    return {"difference": values - baseline_values,
+            "final": paired(values[:, -1], baseline_values[:, -1]),
+            "curve": paired(values.mean(axis=1), baseline_values.mean(axis=1))}
+
+
+def _span(labels: np.ndarray) -> str:
+    return f"{int(labels[0])}..{int(labels[-1])} in {len(labels)} fits"

@@ -169,6 +169,7 @@ DATASET_FORMS = {
        for name, loader in DATASETS.items()},
     "idx:DIR": "any folder DIR with the four MNIST-layout IDX files (not checksummed)",
     "tfds:NAME": "any prepared tensorflow-datasets image-classification dataset (e.g. tfds:kmnist)",
+    "package.module:function": "an out-of-tree function declared @aljax.declare.dataset that returns a Raw",
 }
 
 
@@ -209,16 +210,66 @@ def fetch_hint(name: str, data_dir: Path, how: str = "flag") -> str:
     return fetch
 
 
+def check_raw(raw, name: str) -> Raw:
+    """``raw`` if it is a well-formed :class:`Raw`, else a one-line :class:`DataError` naming ``name``:
+    uint8 inputs (n, *sample_shape) with the same sample shape in both splits, integer labels (n,)
+    in 0..C-1 with at least 2 classes, and no empty split."""
+    where = f"dataset {name!r}"
+    if not isinstance(raw, Raw):
+        raise DataError(f"{where} returned {type(raw).__name__}, not an aljax.data.Raw(train_x, train_y, test_x, test_y)")
+    for split in ("train", "test"):
+        x, y = getattr(raw, f"{split}_x"), getattr(raw, f"{split}_y")
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 2:
+            what = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise DataError(f"{where}: {split}_x must be a uint8 numpy array (n, *sample_shape) of pixels 0..255, "
+                            f"got a {what}")
+        if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            what = f"{y.dtype} array of shape {y.shape}" if isinstance(y, np.ndarray) else type(y).__name__
+            raise DataError(f"{where}: {split}_y must be a 1-D integer numpy array of labels, got a {what}")
+        if len(x) != len(y) or len(x) == 0:
+            raise DataError(f"{where}: {split}_x has {len(x)} rows and {split}_y {len(y)} labels; give the same, "
+                            "non-zero number")
+        if y.min() < 0:
+            raise DataError(f"{where}: {split}_y holds the label {int(y.min())}; labels must be 0..C-1")
+    if raw.train_x.shape[1:] != raw.test_x.shape[1:]:
+        raise DataError(f"{where}: train and test samples differ in shape ({raw.train_x.shape[1:]} and "
+                        f"{raw.test_x.shape[1:]}); give both splits the same sample shape")
+    if raw.n_classes < 2:
+        raise DataError(f"{where}: its labels name {raw.n_classes} class; active learning needs at least 2 (0..C-1)")
+    return raw
+
+
+def load_plugin(name: str) -> Raw:
+    """The :class:`Raw` an out-of-tree ``package.module:function`` (with settings:
+    ``my_pkg.data:blobs(n=500)``) returns, checked (:func:`check_raw`); the function must be declared
+    with ``@aljax.declare.dataset``. One-line DataError otherwise."""
+    from aljax import declare
+    from aljax import spec as specs
+
+    try:
+        spec = specs.parse(name)
+        function = specs.lookup({}, spec.name, "dataset")
+        if not declare.is_declared(function, "dataset"):
+            raise DataError(f"dataset {spec.name!r} is not declared; decorate it with @aljax.declare.dataset")
+        specs.check({spec.name: function}, spec, "dataset")
+    except specs.SpecError as err:
+        raise DataError(str(err)) from None
+    return check_raw(function(*spec.args, **dict(spec.kwargs)), name)
+
+
 def load_dataset(name: str, data_dir: str | Path = DEFAULT_DATA_DIR, how: str = "flag") -> Raw:
     """The one place a dataset name becomes a :class:`Raw`: a key of :data:`DATASETS` (its files in
-    ``data_dir/name``), ``idx:DIR`` or ``tfds:NAME``. Raises KeyError for any other name. ``how``
-    (see :func:`find_data_dir`) chooses the advice of a missing-file error."""
+    ``data_dir/name``), ``idx:DIR``, ``tfds:NAME`` or an out-of-tree ``package.module:function``
+    (:func:`load_plugin`). Raises KeyError for any other name. ``how`` (see :func:`find_data_dir`)
+    chooses the advice of a missing-file error."""
     if name.startswith("idx:"):
         folder = Path(name.removeprefix("idx:"))
         hint = f"provide it again ({folder} must hold the four MNIST-layout IDX files {', '.join(IDX_STEMS)})"
         return load_idx_dataset(folder, None, folder.name, hint)
     if name.startswith("tfds:"):
         return load_tfds(name.removeprefix("tfds:"))
+    if ":" in name:
+        return load_plugin(name)
     DATASETS[name]  # KeyError for an unknown name
     return load_idx_dataset(Path(data_dir) / name, CHECKSUMS[name], name, fetch_hint(name, Path(data_dir), how))
 

@@ -100,6 +100,15 @@ def is_declared(obj: Any, kind: str) -> bool:
     return found is not None and found.kind == kind
 
 
+def traits_of(obj: Any, kind: str) -> dict[str, bool]:
+    """The traits ``obj`` was declared with as a ``kind``, ``{trait: bool}``; all False for an object
+    not declared as one (a function or model passed directly in Python without a decorator)."""
+    found = declaration(obj)
+    if found is not None and found.kind == kind:
+        return dict(found.traits)
+    return dict.fromkeys(TRAITS[kind], False)
+
+
 def _kind(kind: str):
     def decorator(obj: T | None = None, /, **traits: bool):
         return declare(kind, obj, **traits)

@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from aljax import declare
 from aljax import spec as specs
 from aljax.forward import ensemble_logits, in_chunks
 
@@ -38,6 +39,15 @@ class Model(NamedTuple):
     reduce (default, None: K passes of consistent MC dropout, :func:`aljax.forward.mc_dropout_logits`);
     ``loss(params, x, y, *, key) -> (n,)``, the per-example training loss of the minibatch fitter
     (default, None: cross-entropy of ``apply(params, x, key=key, train=True)``).
+
+    Two declared traits (:mod:`aljax.declare`), which the engine reads instead of tracing the model:
+    ``dropout`` (its sampled predictions differ from sample to sample: MC dropout, or an ensemble of
+    several members; strategies that need samples are refused on a model without it) and
+    ``convolutional`` (its forward pass convolves; the seeds plan runs such models in sequence on a
+    CPU). The configured model carries them because they depend on its settings (``mlp(dropout=0)``
+    has no dropout, ``ensemble(members=1)`` one sample): each built-in factory sets them from its
+    settings. None means "not said": :func:`make_model` then takes the factory's
+    ``@aljax.declare.model(...)`` traits, and a model built directly in Python reads as False.
     """
 
     init: Callable[[jax.Array, tuple[int, ...]], Params]
@@ -45,33 +55,8 @@ class Model(NamedTuple):
     embed: Callable[[Params, jax.Array], jax.Array]
     samples: Callable[..., jax.Array] | None = None
     loss: Callable[..., jax.Array] | None = None
-
-
-def _traced_apply(model: Model, sample_shape: tuple[int, ...], rows: int, train: bool):
-    """The closed jaxpr of ``apply(params, x, key=key, train=train)`` for ``rows`` rows of
-    ``sample_shape``, traced on abstract values (nothing is computed); its inputs: key, params, x."""
-    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
-    x = jax.ShapeDtypeStruct((rows, *sample_shape), jnp.float32)
-    return jax.make_jaxpr(lambda key, p, x: model.apply(p, x, key=key, train=train))(jax.random.key(0), params, x)
-
-
-def samples_differ(model: Model, sample_shape: tuple[int, ...]) -> bool:
-    """Whether ``model``'s sampled predictions differ from sample to sample: it has its own ``samples``
-    (an :func:`ensemble`'s members), or its train-mode ``apply`` draws from its key (dropout). Read off
-    the traced program after dead-code elimination; nothing is computed."""
-    if model.samples is not None:
-        return True
-    from jax.interpreters import partial_eval as pe
-
-    closed = _traced_apply(model, sample_shape, 2, train=True)
-    _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
-    return bool(used[0])
-
-
-def convolves(model: Model, sample_shape: tuple[int, ...]) -> bool:
-    """Whether ``model`` applies a convolution to rows of ``sample_shape`` (read off its traced eval-mode
-    program; nothing is computed)."""
-    return "conv_general_dilated" in str(_traced_apply(model, sample_shape, 1, train=False))
+    dropout: bool | None = None
+    convolutional: bool | None = None
 
 
 def flatten(x: jax.Array) -> jax.Array:
@@ -89,6 +74,7 @@ def apply_dropout(key: jax.Array | None, h: jax.Array, rate: float, train: bool)
     return jnp.where(keep, h / (1.0 - rate), 0.0)
 
 
+@declare.model(dropout=False, convolutional=False)
 def softmax_regression(n_classes: int, *, init_scale: float = 0.0) -> Model:
     """``logits = x @ W.T + b`` with W (C, D), b (C,) on flattened x. ``init_scale=0`` gives the
     article's zero init; otherwise W ~ N(0, init_scale²) and b = 0. Its embedding is x itself.
@@ -110,9 +96,10 @@ def softmax_regression(n_classes: int, *, init_scale: float = 0.0) -> Model:
         del params
         return flatten(x)
 
-    return Model(init, apply, embed)
+    return Model(init, apply, embed, dropout=False, convolutional=False)
 
 
+@declare.model(dropout=False, convolutional=False)  # mlp(dropout=0.5) has dropout: the Model says so
 def mlp(n_classes: int, *, hidden: int = 128, dropout: float = 0.0, init_scale: float = 1.0) -> Model:
     """One ReLU hidden layer on flattened x, with dropout on the hidden units in train mode.
 
@@ -139,7 +126,7 @@ def mlp(n_classes: int, *, hidden: int = 128, dropout: float = 0.0, init_scale: 
         h = apply_dropout(key, embed(params, x), dropout, train)
         return h @ params["W2"].T + params["b2"]
 
-    return Model(init, apply, embed)
+    return Model(init, apply, embed, dropout=dropout > 0, convolutional=False)
 
 
 def chunked(model: Model, rows: int) -> Model:
@@ -162,26 +149,30 @@ def chunked(model: Model, rows: int) -> Model:
 # ----------------------------------------------------------------------------- bring your own
 
 
-def from_functions(init: Callable, apply: Callable, embed: Callable | None = None) -> Model:
+def from_functions(init: Callable, apply: Callable, embed: Callable | None = None, *, dropout: bool | None = None,
+                   convolutional: bool | None = None) -> Model:
     """A :class:`Model` from a plain ``init(key, sample_shape)`` and ``apply(params, x)`` (or
     ``apply(params, x, *, key, train)``). Without ``embed``, the embedding is the flattened input,
-    right only for a linear model: pass the network's penultimate activations for a deep one."""
+    right only for a linear model: pass the network's penultimate activations for a deep one.
+    ``dropout``, ``convolutional``: the model's declared traits (:class:`Model`)."""
     keyed = {"key", "train"} <= set(inspect.signature(apply).parameters)
 
     def apply_(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         return apply(params, x, key=key, train=train) if keyed else apply(params, x)
 
-    return Model(init, apply_, embed if embed is not None else (lambda params, x: flatten(x)))
+    return Model(init, apply_, embed if embed is not None else (lambda params, x: flatten(x)), dropout=dropout,
+                 convolutional=convolutional)
 
 
-def from_flax(module) -> Model:
+def from_flax(module, *, dropout: bool | None = None, convolutional: bool | None = None) -> Model:
     """A :class:`Model` from a ``flax.linen`` Module whose ``__call__(x, train=False)`` returns logits.
 
     ``params`` is the module's ``"params"`` collection; in train mode its ``nn.Dropout`` layers draw
     from the ``"dropout"`` stream, seeded by ``key``. ``embed`` is the input of the last ``nn.Dense``
     that ``__call__`` calls (the output layer), captured with ``nn.intercept_methods``, unless the
     module defines an ``embed(x)`` method. Modules with state besides params (batch-norm statistics)
-    are not supported yet: their init raises a one-line ValueError.
+    are not supported yet: their init raises a one-line ValueError. ``dropout``, ``convolutional``: the
+    model's declared traits (:class:`Model`).
     """
     import flax.linen as nn
 
@@ -219,7 +210,7 @@ def from_flax(module) -> Model:
             raise ValueError(f"flax module {type(module).__name__} calls no nn.Dense; define embed(x) on it")
         return flatten(captured[-1])
 
-    return Model(init, apply, embed)
+    return Model(init, apply, embed, dropout=dropout, convolutional=convolutional)
 
 
 # ----------------------------------------------------------------------------- published CNNs
@@ -275,6 +266,7 @@ def conv_valid(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
                                         dimension_numbers, feature_group_count, precision=precision)
 
 
+@declare.model(dropout=True, convolutional=True)
 def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int = 2, hidden: int = 128,
                 dropout_conv: float = 0.25, dropout_dense: float = 0.5) -> Model:
     """The MNIST CNN of Gal, Islam & Ghahramani 2017 ("Deep Bayesian Active Learning with Image Data",
@@ -298,9 +290,10 @@ def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int
             x = nn.Dropout(dropout_dense, deterministic=not train)(x)
             return nn.Dense(n_classes)(x)
 
-    return from_flax(CNNGal2017())
+    return from_flax(CNNGal2017(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True)
 
 
+@declare.model(dropout=True, convolutional=True)
 def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64, kernel: int = 5,
                       hidden: int = 128, dropout_conv: float = 0.5, dropout_dense: float = 0.5) -> Model:
     """The MNIST CNN of Kirsch, van Amersfoort & Gal 2019 (BatchBALD; ``BayesianNet`` in their repo's
@@ -323,12 +316,13 @@ def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64,
             x = nn.relu(nn.Dropout(dropout_dense, deterministic=not train)(x))
             return nn.Dense(n_classes)(x)
 
-    return from_flax(CNNBatchBALD2019())
+    return from_flax(CNNBatchBALD2019(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True)
 
 
 # ----------------------------------------------------------------------------- deep ensembles
 
 
+@declare.model(dropout=True, convolutional=False)  # its members are its samples (members=1: one)
 def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int = 5) -> Model:
     """A deep ensemble of ``members`` copies of ``model`` (a model spec, e.g.
     ``ensemble(cnn_gal2017,members=5)``), trained at once: its params are the members' params with a
@@ -337,7 +331,8 @@ def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int 
     member with its own dropout key); its training ``loss`` is the SUM of the members' cross-entropies
     (each member fits the labels on its own; the mean predictive is not what is trained); its
     ``samples`` are the members' eval-mode logits (M, n, C), whatever K a strategy asks for; ``embed``
-    concatenates the members' embeddings (n, M·E).
+    concatenates the members' embeddings (n, M·E). Traits: ``dropout`` when it has more than one
+    member (its samples then differ), ``convolutional`` as its member model.
     """
     inner = make_model(model, n_classes)
 
@@ -366,7 +361,8 @@ def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int 
         del key, k
         return ensemble_logits(inner, params, x, chunk=chunk)
 
-    return Model(init, apply, embed, samples=samples, loss=loss)
+    return Model(init, apply, embed, samples=samples, loss=loss, dropout=members > 1,
+                 convolutional=bool(inner.convolutional))
 
 
 MODELS: dict[str, Callable[..., Model]] = {
@@ -382,5 +378,10 @@ MODELS: dict[str, Callable[..., Model]] = {
 def make_model(name: str, n_classes: int) -> Model:
     """The model a spec names, e.g. ``"softmax_regression"`` or ``"mlp(hidden=256,dropout=0.5)"``;
     a one-line :class:`aljax.spec.SpecError` for an unknown name or setting. Cached: one spec gives
-    one function object, so jit caches hit."""
-    return specs.build(MODELS, name, "model", n_classes)
+    one function object, so jit caches hit. A trait the model leaves unsaid (None) is the factory's
+    declared one (:class:`Model`)."""
+    model = specs.build(MODELS, name, "model", n_classes)
+    if not isinstance(model, Model):
+        return model
+    declared = declare.traits_of(specs.lookup(MODELS, specs.parse(name).name, "model"), "model")
+    return model._replace(**{trait: value for trait, value in declared.items() if getattr(model, trait) is None})

@@ -129,7 +129,7 @@ CPU_CONVOLUTIONAL = Plan(8, "sequential", 1)
 
 def plan(backend: str | None = None, convolutional: bool = False) -> Plan:
     """The default :class:`Plan` of ``backend`` (default: ``jax.default_backend()``) for a model that
-    does (``convolutional``, :func:`aljax.models.convolves`) or does not convolve."""
+    does (``convolutional``, its declared trait: :class:`aljax.models.Model`) or does not convolve."""
     backend = backend or jax.default_backend()
     if convolutional and backend == "cpu":
         return CPU_CONVOLUTIONAL

@@ -15,12 +15,14 @@ package's own tests call it on each registry entry):
   ``candidates`` of them, for a strategy that scores a random subset);
 * jit equals eager, and the same key gives the same scores;
 * vmapped over (key, params) equals unbatched;
-* permuting the pool permutes the scores, for deterministic strategies (detected: two keys give the
-  same scores; a strategy whose randomness is drawn per pool index cannot follow a permutation);
+* a strategy declared deterministic (``@aljax.declare.strategy`` without ``stochastic=True``) gives the
+  same scores under two keys;
+* permuting the pool permutes the scores, for deterministic strategies (a strategy whose randomness
+  is drawn per pool index cannot follow a permutation);
 * :func:`~aljax.strategies.select` never picks a labeled or padding row or a row twice, even when only
   ``query_size`` rows are selectable;
-* a batch-aware strategy (``batch_aware=True``: it picks a whole batch, :func:`rank_batch`) ranks
-  exactly ``query_size`` rows, in strictly decreasing order, above every other selectable row;
+* a strategy declared batch-aware (``batch_aware=True``: it picks a whole batch, :func:`rank_batch`)
+  ranks exactly ``query_size`` rows, in strictly decreasing order, above every other selectable row;
 * a :class:`~aljax.strategies.StatefulStrategy` returns a state with its ``init``'s layout (so the
   loop can carry it through ``lax.scan``), under jit.
 
@@ -39,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from aljax import precision
-from aljax.models import Model, softmax_regression
-from aljax.strategies import StatefulStrategy, Strategy, make_context, resolve, select, stateful
+from aljax.models import Model, mlp, softmax_regression
+from aljax.strategies import StatefulStrategy, Strategy, make_context, resolve, select, stateful, traits
 
 
 def assert_close(actual, desired, *, rtol: float = 1e-7, atol: float = 0.0, err_msg: str = "",
@@ -57,7 +59,7 @@ def assert_close(actual, desired, *, rtol: float = 1e-7, atol: float = 0.0, err_
 
 
 def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, features: int = 6, classes: int = 4,
-                   query_size: int = 3, candidates: int | None = None, batch_aware: bool = False,
+                   query_size: int = 3, candidates: int | None = None, batch_aware: bool | None = None,
                    deterministic: bool | None = None, model: Model | None = None, seed: int = 0,
                    rtol: float = 1e-5, atol: float = 1e-5) -> None:
     """Assert the strategy contract (module docstring) for ``strategy``: a spec that
@@ -66,13 +68,20 @@ def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, 
 
     The pool has ``n`` rows of ``features`` uniform features: the first ``n // 8`` are labeled (the
     training buffer holds ``n // 4`` rows) and the last 4 are padding. ``model`` defaults to softmax
-    regression with ``classes`` classes and random params. ``deterministic=None`` detects it.
-    ``rtol`` and ``atol`` are the CPU tolerances of the float comparisons (:func:`assert_close`
+    regression with ``classes`` classes and random params, or to a small dropout MLP for a strategy
+    declared ``needs_samples``. ``batch_aware`` and ``deterministic`` are read from the strategy's
+    declaration (:func:`aljax.strategies.traits`); pass them only to override it (e.g.
+    ``deterministic=True`` runs the permutation check on a stochastic strategy whose key draws only
+    per-sample masks). ``rtol`` and ``atol`` are the CPU tolerances of the float comparisons (:func:`assert_close`
     widens them on an accelerator). Raises AssertionError naming the broken property.
     """
     strategy = resolve(strategy) if isinstance(strategy, str) else strategy
     pair = stateful(strategy)
-    model = softmax_regression(classes, init_scale=1.0) if model is None else model
+    declared = traits(strategy)
+    if model is None:
+        model = mlp(classes, hidden=16, dropout=0.5) if declared["needs_samples"] else softmax_regression(
+            classes, init_scale=1.0)
+    batch_aware = declared["batch_aware"] if batch_aware is None else batch_aware
     k_x, k_params, k_score, k_perm = jax.random.split(jax.random.key(seed), 4)
     x = jax.random.uniform(k_x, (n, features))
     buffer, n_labeled = n // 4, n // 8
@@ -113,7 +122,11 @@ def check_strategy(strategy: str | Strategy | StatefulStrategy, *, n: int = 48, 
         assert_close(batched[i], single, rtol=rtol, atol=atol, err_msg="vmapped differs from unbatched")
 
     if deterministic is None:
-        deterministic = bool(jnp.array_equal(jitted(jax.random.fold_in(k_score, 1), params, x, sel), scores))
+        deterministic = not declared["stochastic"]
+        if deterministic:
+            other_key = jitted(jax.random.fold_in(k_score, 1), params, x, sel)
+            np.testing.assert_array_equal(other_key, scores, err_msg="the scores depend on the key, but the strategy "
+                                          "is not declared stochastic: declare it @aljax.declare.strategy(stochastic=True)")
     if deterministic:
         perm = jax.random.permutation(k_perm, n)
         inverse = jnp.argsort(perm)  # the buffer names the same rows, now at their permuted positions

@@ -43,7 +43,6 @@ from aljax.compare import at_labels, auc, labels_to_reach, paired, summary
 from aljax.data import Data, Split, dev_data, load_dataset, make_pool, make_split
 from aljax.fit import Hyper
 from aljax.loop import Config, components
-from aljax.models import convolves
 from aljax.plots import plot_curves
 
 NAMES = {"random": "Random", "bald": "BALD", "variation_ratios": "Var Ratios", "max_entropy": "Max Entropy",
@@ -260,8 +259,7 @@ def run_config(data: Data, config: Config, hyper: Hyper, n_seeds: int, chunk: in
     """Per-seed curves of one config: ONE compiled program for all chunks of seeds, with the backend's
     schedule for the model (:func:`aljax.seeds.plan`: on a CPU, a CNN's seeds run one after another)."""
     config.check_pool(int(np.asarray(data.pool.valid).sum()))
-    convolutional = convolves(components(config).model, data.pool.x.shape[1:])
-    schedule = seeds.plan(convolutional=convolutional).schedule
+    schedule = seeds.plan(convolutional=bool(components(config).model.convolutional)).schedule
     run = seeds.make_program(config, schedule=schedule)
     outputs = lambda state, info: {"acc": info.test_accuracy, "labels": info.n_labeled,  # noqa: E731
                                    "initial": state.order[:, : config.n_initial]}

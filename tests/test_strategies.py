@@ -65,22 +65,17 @@ def pool():
     return x, ~labeled & ~padding, random_params(kp)
 
 
-# Strategies that choose a whole batch (rank_batch).
-BATCH_AWARE = {"kcenter", "badge", "kmeans", "alternate(kcenter,entropy)"}
-
-
 # Strategies that reduce sampled logits (ctx.samples): on softmax regression every MC dropout sample is
 # the same and their scores are 0, so their contract runs on a small dropout MLP, where they are not.
 BAYESIAN = set(registry.SAMPLED) | {"power_sampling(bald)", "softmax_sampling(bald,2)"}
 NAMES += ["power_sampling(bald)", "softmax_sampling(bald,2)"]
-BATCH_AWARE |= {"batchbald"}
 DROPOUT_MLP = mlp(C, hidden=16, dropout=0.5)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_contract(name):
     model = DROPOUT_MLP if name in BAYESIAN else None
-    check_strategy(name, candidates=SUBSET.get(name), batch_aware=name in BATCH_AWARE, model=model)
+    check_strategy(name, candidates=SUBSET.get(name), model=model)  # batch-aware, deterministic: as declared
 
 
 @pytest.mark.parametrize("name", ["bald", "variation_ratios", "mean_std", "max_entropy"])
@@ -93,7 +88,7 @@ def test_bayesian_scores_follow_a_permutation_of_the_pool(name):
 def test_bayesian_strategies_run_on_a_deep_ensemble():
     ens = ensemble(C, "mlp(hidden=8)", members=3)
     for name in ("bald", "batchbald(configs=20)", "power_sampling(bald)"):
-        check_strategy(name, model=ens, batch_aware=name.startswith("batchbald"))
+        check_strategy(name, model=ens)
 
 
 # ----------------------------------------------------------------------------- hand-computed values
@@ -294,8 +289,10 @@ def test_each_strategy_module_imports_alone_and_combinators_import_only_base():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[1],
                    env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
     tree = ast.parse((pathlib.Path(__file__).parents[1] / "aljax/strategies/combinators.py").read_text())
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert {m for m in imported if m.startswith("aljax")} == {"aljax.strategies.base"}
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    modules = {m if m != "aljax" else f"aljax.{name}" for m, name in imported if m.startswith("aljax")}
+    assert modules == {"aljax.strategies.base", "aljax.declare"}  # declare imports nothing of aljax
 
 
 # ----------------------------------------------------------------------------- stateful strategies

@@ -7,7 +7,8 @@
   :mod:`~aljax.strategies.model_change`, :mod:`~aljax.strategies.diversity`;
 * :mod:`~aljax.strategies.combinators` (importing only ``base``) and
   :mod:`~aljax.strategies.registry` (:data:`STRATEGIES`, :data:`PER_SAMPLE`, :data:`SAMPLED`, :data:`COMBINATORS`,
-  :func:`resolve`, which also takes out-of-tree ``package.module:function`` names).
+  :func:`resolve`, which also takes out-of-tree ``package.module:function`` names, and :func:`traits`,
+  a strategy's declared traits).
 
 ``aljax.testing.check_strategy`` runs the contract tests on any strategy.
 """
@@ -33,7 +34,7 @@ from aljax.strategies.diversity import (
     kmeans_representatives,
 )
 from aljax.strategies.model_change import expected_error_reduction, expected_gradient_length
-from aljax.strategies.registry import COMBINATORS, PER_SAMPLE, SAMPLED, STRATEGIES, is_stochastic, resolve
+from aljax.strategies.registry import COMBINATORS, PER_SAMPLE, SAMPLED, STRATEGIES, is_stochastic, resolve, traits
 from aljax.strategies.uncertainty import confidence, entropy, least_confidence, margin, random
 
 __all__ = [
@@ -41,5 +42,5 @@ __all__ = [
     "confidence", "max_entropy", "mean_std", "variation_ratios",
     "density_weighted", "entropy", "expected_error_reduction", "expected_gradient_length", "gradient_embedding", "is_stochastic",
     "kcenter", "kmeans", "kmeans_representatives", "least_confidence", "make_context", "margin", "per_sample",
-    "qbc_kl", "qbc_vote_entropy", "random", "rank_batch", "resolve", "select", "stateful",
+    "qbc_kl", "qbc_vote_entropy", "random", "rank_batch", "resolve", "select", "stateful", "traits",
 ]

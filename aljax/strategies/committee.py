@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aljax import declare
 from aljax.fit import weighted_loss
 from aljax.models import Params
 from aljax.optim import make_optimizer
@@ -78,6 +79,7 @@ def mean_kl(member_logits: jax.Array) -> jax.Array:
     return jnp.mean(jnp.sum(jnp.exp(logp) * (logp - log_mean), axis=-1))
 
 
+@declare.strategy(stochastic=True)
 def qbc_vote_entropy(key: jax.Array, ctx: Context, *, members: int = 5, steps: int = 20,
                      learning_rate: float = 0.05, optimizer: str = "adam") -> jax.Array:
     """Query-by-committee, vote entropy of the members' argmax votes."""
@@ -85,6 +87,7 @@ def qbc_vote_entropy(key: jax.Array, ctx: Context, *, members: int = 5, steps: i
     return jax.vmap(vote_entropy)(logits)
 
 
+@declare.strategy(stochastic=True)
 def qbc_kl(key: jax.Array, ctx: Context, *, members: int = 5, steps: int = 20,
            learning_rate: float = 0.05, optimizer: str = "adam") -> jax.Array:
     """Query-by-committee, mean KL divergence of the members to their consensus."""

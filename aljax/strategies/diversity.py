@@ -1,6 +1,9 @@
 """Representativeness and diversity in the model's embedding: information density, the k-center
 core-set (a :class:`~aljax.strategies.base.StatefulStrategy`), BADGE and k-means representatives.
-The k-means machinery itself is :mod:`aljax.cluster`."""
+
+Their building blocks are public: distances, greedy k-center selection and k-means in
+:mod:`aljax.cluster`; here :func:`gradient_embedding` (BADGE's (N, (E+1)·C) embeddings),
+:func:`kmeans_representatives` (k,) and :class:`KCenterState` (k-center's memory across rounds)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import Literal
 
-from aljax import cluster
+from aljax import cluster, declare
 from aljax.strategies.base import Context, StatefulStrategy, rank_batch
 from aljax.strategies.uncertainty import entropy
 
 
+@declare.strategy
 def density_weighted(key: jax.Array, ctx: Context) -> jax.Array:
     """Information density (Settles & Craven 2008): entropy × mean cosine similarity to the unlabeled
     pool (β = 1) in the model's embedding, so representative uncertain rows beat uncertain outliers."""
@@ -67,32 +71,24 @@ def _kcenter_score(key: jax.Array, ctx: Context, state: KCenterState) -> tuple[j
     e = ctx.embed()
     n_labeled = jnp.sum(ctx.train_w > 0).astype(jnp.int32)
     if embedding_reads_params(ctx):
-        labeled = ctx.train_w[None, :] > 0
-        d2 = jnp.min(jnp.where(labeled, cluster.sq_distances(e, ctx.embed(ctx.train_x)), jnp.inf), axis=1)
+        d2 = cluster.nearest_sq_distances(e, ctx.embed(ctx.train_x), ctx.train_w > 0)
     else:
         block = min(ctx.query_size, ctx.train_x.shape[0])  # new rows are folded a block at a time: one pass
 
         def fold(b, d2):
             start = jnp.minimum(state.seen + b * block, ctx.train_x.shape[0] - block)  # a clamped block
             rows = start + jnp.arange(block)  # refolds some seen rows (harmless: min is idempotent)
-            d = cluster.sq_distances(e, ctx.embed(jax.lax.dynamic_slice_in_dim(ctx.train_x, start, block)))
-            return jnp.minimum(d2, jnp.min(jnp.where(rows[None, :] < n_labeled, d, jnp.inf), axis=1))
+            centers = ctx.embed(jax.lax.dynamic_slice_in_dim(ctx.train_x, start, block))
+            return jnp.minimum(d2, cluster.nearest_sq_distances(e, centers, rows < n_labeled))
 
         d2 = jax.lax.fori_loop(0, (n_labeled - state.seen + block - 1) // block, fold, state.d2.astype(e.dtype))
     state = KCenterState(d2=d2, seen=n_labeled)
     d2 = jnp.where(jnp.isfinite(d2), d2, jnp.max(jnp.where(jnp.isfinite(d2), d2, 0.0)))  # no labels yet
-
-    norms = jnp.sum(e * e, axis=1)
-
-    def take(d2, _):  # ‖e − e_i‖² as in cluster.sq_distances: one matrix-vector product, no (N, E) temporary
-        i = jnp.argmax(jnp.where(ctx.selectable, d2, -jnp.inf))
-        return jnp.minimum(d2, jnp.maximum(norms - 2 * (e @ e[i]) + norms[i], 0.0)), i
-
-    d2, batch = jax.lax.scan(take, d2, length=ctx.query_size)
+    batch, d2 = cluster.farthest_first(e, d2, ctx.selectable, ctx.query_size)
     return rank_batch(batch, d2), state
 
 
-kcenter = StatefulStrategy(init=_kcenter_init, score=_kcenter_score)
+kcenter = declare.strategy(StatefulStrategy(init=_kcenter_init, score=_kcenter_score), batch_aware=True)
 
 
 # ----------------------------------------------------------------------------- BADGE
@@ -109,6 +105,7 @@ def gradient_embedding(ctx: Context) -> jax.Array:
     return (x1[:, :, None] * residual[:, None, :]).reshape(x1.shape[0], -1)
 
 
+@declare.strategy(batch_aware=True, stochastic=True)
 def badge(key: jax.Array, ctx: Context) -> jax.Array:
     """BADGE (Ash et al. 2020): k-means++ seeding over the gradient embeddings (e, 1) ⊗ r of the
     unlabeled rows (as :func:`gradient_embedding` defines them). Other rows rank by gradient norm.
@@ -146,6 +143,7 @@ def kmeans_representatives(key: jax.Array, x: jax.Array, selectable: jax.Array, 
     return batch
 
 
+@declare.strategy(batch_aware=True, stochastic=True)
 def kmeans(key: jax.Array, ctx: Context, *, iters: int = 10) -> jax.Array:
     """k-means representatives (Nguyen & Smeulders 2004; Zhdanov 2019's diversity step): cluster the
     unlabeled rows (in the model's embedding) into ``query_size`` clusters (``iters`` Lloyd steps) and

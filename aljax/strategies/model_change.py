@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from aljax import declare
 from aljax.fit import softmax_xent, weighted_loss
 from aljax.strategies.base import Context, select
 from aljax.strategies.uncertainty import entropy
@@ -16,6 +17,7 @@ def _augmented_norm(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(x * x, axis=-1) + 1.0)
 
 
+@declare.strategy
 def expected_gradient_length(key: jax.Array, ctx: Context) -> jax.Array:
     """Expected norm of the loss gradient if the row were labeled, over y ~ p(y|x).
 
@@ -32,6 +34,7 @@ def expected_gradient_length(key: jax.Array, ctx: Context) -> jax.Array:
     return _augmented_norm(ctx.embed()) * jnp.sum(p * residual, axis=-1)
 
 
+@declare.strategy(stochastic=True)
 def expected_error_reduction(key: jax.Array, ctx: Context, *, candidates: int = 256, eval_rows: int = 256,
                              step_size: float = 0.5) -> jax.Array:
     """Expected error reduction with log loss (Roy & McCallum 2001), on a random candidate subsample.

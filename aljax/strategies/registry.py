@@ -5,6 +5,10 @@ an out-of-tree function ``score(key, ctx) -> (N,)`` or :class:`StatefulStrategy`
 (``"my_package.my_module:my_score"``), or a combinator over specs and numbers
 (``"subsample(my_module:my_score,500)"``, ``"epsilon(alternate(kcenter,margin),0.1)"``). A
 strategy's settings are its keyword-only arguments.
+
+What the engine needs to know about a strategy (batch-aware, stochastic, needs samples) is declared
+(:mod:`aljax.declare`), never traced: :func:`traits` reads it, for a configured strategy and a
+combination too (the configured one is declared like its entry; combinators derive theirs).
 """
 
 from __future__ import annotations
@@ -13,13 +17,12 @@ import functools
 from typing import Callable
 
 import jax
-from jax._src.interpreters import partial_eval as pe  # dce_jaxpr (is_stochastic): no public equivalent
 
+from aljax import declare
 from aljax import spec as specs
-from aljax.models import mlp
 from aljax.strategies import combinators
 from aljax.strategies import bayesian
-from aljax.strategies.base import StatefulStrategy, Strategy, make_context, per_sample, stateful
+from aljax.strategies.base import StatefulStrategy, Strategy, per_sample
 from aljax.strategies.committee import qbc_kl, qbc_vote_entropy
 from aljax.strategies.diversity import badge, density_weighted, kcenter, kmeans
 from aljax.strategies.model_change import expected_error_reduction, expected_gradient_length
@@ -36,7 +39,7 @@ PER_SAMPLE: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 STRATEGIES: dict[str, Strategy | StatefulStrategy] = {
     "random": random,
-    **{name: per_sample(score_one) for name, score_one in PER_SAMPLE.items()},
+    **{name: declare.strategy(per_sample(score_one)) for name, score_one in PER_SAMPLE.items()},
     "qbc_vote_entropy": qbc_vote_entropy,
     "qbc_kl": qbc_kl,
     "expected_gradient_length": expected_gradient_length,
@@ -53,9 +56,17 @@ STRATEGIES: dict[str, Strategy | StatefulStrategy] = {
     "epig": bayesian.epig,
 }
 
-# Strategies that reduce sampled logits (ctx.samples): they need a model with dropout or an ensemble;
-# on a deterministic model every sample is the same and BALD-like scores are 0 everywhere.
-SAMPLED: frozenset[str] = frozenset(name for name, fn in STRATEGIES.items() if fn.__module__ == bayesian.__name__)
+
+
+def traits(strategy: Strategy | StatefulStrategy) -> dict[str, bool]:
+    """The declared traits of a strategy object, ``{"batch_aware", "stochastic", "needs_samples": bool}``
+    (all False for an undeclared one, e.g. a function passed directly in Python)."""
+    return declare.traits_of(strategy, "strategy")
+
+
+# Strategies that reduce sampled logits (declared ``needs_samples``): they need a model with dropout or
+# an ensemble; on a deterministic model every sample is the same and BALD-like scores are 0 everywhere.
+SAMPLED: frozenset[str] = frozenset(name for name, fn in STRATEGIES.items() if traits(fn)["needs_samples"])
 
 COMBINATORS: dict[str, Callable[..., Strategy | StatefulStrategy]] = {
     "subsample": combinators.subsample,
@@ -99,23 +110,11 @@ def _resolve(spec: specs.Spec) -> Strategy | StatefulStrategy:
             raise specs.SpecError(f"strategy {spec.name!r} has no setting {key!r} (settings: {listed})")
     configured = functools.partial(score, **dict(spec.kwargs))
     if is_stateful:
-        return StatefulStrategy(init=strategy.init, score=configured)
-    return functools.update_wrapper(configured, score)
-
+        return declare.strategy(StatefulStrategy(init=strategy.init, score=configured), **traits(strategy))
+    return declare.strategy(functools.update_wrapper(configured, score), **traits(strategy))
 
 
 def is_stochastic(name: str | specs.Spec) -> bool:
-    """Whether the strategy a spec names draws from its key: traced once on a tiny pool, its scores'
-    dependence on the key is read off the jaxpr after dead-code elimination, so a key that is split
-    and then unused (``alternate(margin,entropy)``) does not count. Seeds of a deterministic strategy
-    that start from the same labels acquire the same rows. The probe model has dropout, so a strategy
-    that samples MC dropout masks from its key (``bald``) counts as stochastic."""
-    pair = stateful(resolve(name))
-    model = mlp(3, hidden=4, dropout=0.5)
-    x = jax.random.uniform(jax.random.key(0), (12, 4))
-    params = model.init(jax.random.key(1), (4,))
-    ctx = make_context(model, params, x, model.apply(params, x), jax.numpy.arange(12) >= 3,
-                       jax.numpy.arange(6), jax.numpy.arange(6) % 3, 3, 2)
-    closed = jax.make_jaxpr(lambda key: pair.score(key, ctx, pair.init(ctx))[0])(jax.random.key(2))
-    _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
-    return bool(used[0])
+    """Whether the strategy a spec names draws from its key, as declared (:func:`traits`). Seeds of a
+    deterministic strategy that start from the same labels acquire the same rows."""
+    return traits(resolve(name))["stochastic"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from aljax import declare
 from aljax.strategies.base import Context
 
 
@@ -37,6 +38,7 @@ def entropy(logits: jax.Array) -> jax.Array:
     return -jnp.sum(jnp.exp(logp) * logp)
 
 
+@declare.strategy(stochastic=True)
 def random(key: jax.Array, ctx: Context) -> jax.Array:
     """Uniformly random scores: a random subset of the selectable rows."""
     return jax.random.uniform(key, (ctx.x.shape[0],))
