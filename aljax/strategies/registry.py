@@ -124,8 +124,10 @@ def check_signature(name: str, strategy: Strategy | StatefulStrategy) -> None:
             signature.bind(*range(n_args))
         except TypeError:
             wanted = {1: "init(ctx)", 2: "score(key, ctx)", 3: "score(key, ctx, state)"}[n_args]
-            raise specs.SpecError(f"strategy {name!r}: its {part}{signature} cannot be called as {wanted}; "
-                                  f"a strategy is {wanted} -> (N,) scores, settings keyword-only") from None
+            takes = f"its {part} takes" if stateful_form else "takes"
+            raise specs.SpecError(f"strategy {name!r} {takes} {signature}, so it cannot be called as {wanted}; "
+                                  "a strategy is score(key, ctx) -> (N,) scores (settings keyword-only) or a "
+                                  "StatefulStrategy") from None
 
 
 def out_of_tree(spec: specs.Spec) -> list[specs.Spec]:
