@@ -29,7 +29,7 @@ from aljax.labeling import cli as label_cli
 from aljax.fit import FITTERS
 from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo, components
 from aljax.optim import check_optimizer
-from aljax.spec import check as check_spec, settings_of, unknown
+from aljax.spec import check as check_spec, domains, settings_of, unknown
 from aljax.store import StoreError
 from aljax.models import check_model, convolves, samples_differ
 from aljax.strategies import SAMPLED, is_stochastic, resolve as resolve_strategy
@@ -458,12 +458,15 @@ def registries() -> list[tuple[str, dict[str, str]]]:
 
 
 def settings_text(entry) -> str:
-    """`` Settings: k=v, ...`` of a registry entry's keyword settings (a model, fitter or strategy)."""
+    """`` Settings: k=v (domain), ...`` of a registry entry's keyword settings (a model, fitter or
+    strategy), each with its declared domain (:func:`aljax.spec.domains`)."""
     score = getattr(entry, "score", entry)  # a StatefulStrategy's settings are its score's
     accepted = settings_of(score)
     if not accepted or not callable(score):
         return ""
-    return " Settings: " + ", ".join(f"{k}={v}" for k, v in accepted.items()) + "."
+    declared = domains(score)
+    shown = [f"{k}={v}" + (f" ({declared[k].describe()})" if declared[k].domains else "") for k, v in accepted.items()]
+    return " Settings: " + ", ".join(shown) + "."
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -60,7 +60,7 @@ def tf1_adam(learning_rate, b1: specs.Fraction = 0.9, b2: specs.Fraction = 0.999
 
 def adam(learning_rate, *, b1: specs.Fraction = 0.9, b2: specs.Fraction = 0.999, eps: specs.Positive = 1e-8,
          nesterov: bool = False) -> optax.GradientTransformation:
-    """``optax.adam`` (Kingma & Ba 2015), with its settings' domains declared."""
+    """``optax.adam`` (Kingma & Ba 2015)."""
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, nesterov=nesterov)
 
 

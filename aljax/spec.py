@@ -222,6 +222,12 @@ class Setting:
         """Whether the domain is complete: a bool, or a type with at least one :class:`Domain`."""
         return self.kind is bool or (self.kind is not None and bool(self.domains))
 
+    def describe(self) -> str:
+        """What a value must be: ``"an integer >= 1"``, ``"a number in [0, 1)"``, ``"true or false"``."""
+        word = _TYPE_WORDS.get(self.kind, "a value")
+        text = " and ".join(f"{word} {d.describe()}" if isinstance(d, Range) else d.describe() for d in self.domains)
+        return (text or word) + (" or none" if self.optional else "")
+
     def problem(self, value: Value) -> str | None:
         """None if ``value`` is in the domain, else ``"must be an integer >= 1, got -3"``."""
         if value is None and self.optional:
