@@ -357,7 +357,8 @@ def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
     """Assemble the checkpoints into the final files; ``metrics.csv`` goes last."""
     chunks = store.load_chunks(out, n_chunks)
     seed_ids = chunks["seed"]
-    metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo)}
+    # (a chunk written before a metric existed lacks it: such a metric is left out, not invented)
+    metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo) if f.name in chunks}
     atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
     seconds = [float(s) for s in chunks["seconds"]]
     store.add_timing(out, "chunk_s", seconds, append=False)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from aljax import spec as specs
-from aljax.cli import main
+from aljax.cli import main, report
 from aljax.fit import FITTERS
 from aljax.loop import Config, Hyper, components, init_state, query
 from aljax.metrics import mean_ci
@@ -312,7 +312,10 @@ def test_the_fitter_help_says_which_fitters_train_in_train_mode(capsys):
     assert "minibatch(batch_size=64,...) (train mode: dropout on)" in text
 
 
-def test_printed_accuracy_intervals_stay_inside_0_and_1():
+def test_printed_accuracy_intervals_stay_inside_0_and_1(tmp_path):
     mean, low, high = mean_ci([0.9, 1.0], bounds=(0.0, 1.0))
     assert mean == pytest.approx(0.95) and high == 1.0 and 0.0 <= low < 0.95
     assert mean_ci([0.9, 1.0])[2] > 1.0  # without bounds: t(0.975, 1) = 12.7 stretches it past 1
+    two_seeds = {"n_labeled": np.array([[10, 20], [10, 20]]), "test_accuracy": np.array([[0.5, 0.9], [0.6, 1.0]])}
+    table = report({"margin": two_seeds}, tmp_path / "curve.png")
+    assert "| margin | 2 | 20 | 0.9500 [0.3147, 1.0000] | 0.7500 |" in table

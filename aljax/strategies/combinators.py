@@ -18,7 +18,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from aljax import spec as specs
+from aljax.spec import Count, NonNegative, Probability
 from aljax.strategies.base import Context, StatefulStrategy, Strategy, select, stateful
 
 AnyStrategy = Strategy | StatefulStrategy
@@ -50,7 +50,7 @@ def _wrap(score: Callable, *inner: AnyStrategy, doc: str | None) -> AnyStrategy:
     return plain
 
 
-def subsample(strategy: AnyStrategy, size: specs.Count = 1000) -> AnyStrategy:
+def subsample(strategy: AnyStrategy, size: Count = 1000) -> AnyStrategy:
     """Score only a random subset of ``size`` unlabeled rows per round; the rest get −inf.
 
     The remedy the article's tutorial gives for least confidence chasing outliers: the most
@@ -67,7 +67,7 @@ def subsample(strategy: AnyStrategy, size: specs.Count = 1000) -> AnyStrategy:
     return _wrap(score, strategy, doc=subsample.__doc__)
 
 
-def epsilon(strategy: AnyStrategy, eps: specs.Probability = 0.1) -> AnyStrategy:
+def epsilon(strategy: AnyStrategy, eps: Probability = 0.1) -> AnyStrategy:
     """ε-greedy mixture with random: with probability ``eps`` a round's scores are uniformly random."""
     inner = stateful(strategy)
 
@@ -95,7 +95,7 @@ def alternate(first: AnyStrategy, second: AnyStrategy) -> AnyStrategy:
     return _wrap(score, first, second, doc=alternate.__doc__)
 
 
-def softmax_sampling(strategy: AnyStrategy, beta: specs.NonNegative = 1.0) -> AnyStrategy:
+def softmax_sampling(strategy: AnyStrategy, beta: NonNegative = 1.0) -> AnyStrategy:
     """Stochastic top-k (Kirsch et al. 2023): β·s + Gumbel noise, so ``select``'s top-k draws a batch
     without replacement with probabilities ∝ exp(β·s)."""
     inner = stateful(strategy)
@@ -108,7 +108,7 @@ def softmax_sampling(strategy: AnyStrategy, beta: specs.NonNegative = 1.0) -> An
     return _wrap(score, strategy, doc=softmax_sampling.__doc__)
 
 
-def power_sampling(strategy: AnyStrategy, beta: specs.NonNegative = 1.0) -> AnyStrategy:
+def power_sampling(strategy: AnyStrategy, beta: NonNegative = 1.0) -> AnyStrategy:
     """Stochastic top-k (Kirsch et al. 2023) for non-negative scores: β·log s + Gumbel: a batch
     drawn without replacement with probabilities ∝ s^β (scores ≤ 0 become the smallest float)."""
     inner = stateful(strategy)
