@@ -158,6 +158,7 @@ def resolve_plan(settings: dict, out: Path, force: bool = False, convolutional: 
 COUNTS = ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "dev_size", "test_size", "budget",
           "phases", "forward_rows", "capacity", "n_classes", "patience", "max_steps")
 SEED_LIMIT = 2**32  # jax.random.key(seed) keeps the low 32 bits: seed 2**32 is seed 0
+INT32_MAX = 2**31 - 1
 
 
 def check(settings: dict) -> int:
@@ -185,8 +186,11 @@ def check(settings: dict) -> int:
     if not 0 <= settings["seed"] < SEED_LIMIT:
         raise CliError(f"--seed must be in [0, {SEED_LIMIT}) (a PRNG key keeps 32 bits), got {settings['seed']}")
     lr = settings["learning_rate"]
-    if not (math.isfinite(lr) and lr > 0):
-        raise CliError(f"--learning-rate must be a positive number, got {lr}")
+    if not (math.isfinite(lr) and 0 < lr <= np.finfo(np.float32).max):
+        raise CliError(f"--learning-rate must be a positive number (a float32), got {lr}")
+    for key in ("patience", "max_steps"):  # traced int32 hyper-parameters
+        if settings[key] > INT32_MAX:
+            raise CliError(f"--{key.replace('_', '-')} must be at most {INT32_MAX} (an int32), got {settings[key]}")
     if settings["seeds"] > 1 and settings["initial"] == "first" and not is_stochastic(settings["strategy"]):
         raise CliError(f"the {settings['seeds']} seeds would be identical (initial labels = the first rows, and "
                        f"{settings['strategy']!r} is deterministic); pass --initial random (or kmeans), or --seeds 1")

@@ -271,6 +271,8 @@ def test_the_command_line_refuses_bad_settings_in_one_line(tmp_path, capsys):
         ("--seed", "-1"): "--seed must be in [0, 4294967296)",
         ("--phases", "40"): "--phases must be between 1 and the number of rounds (39), got 40",
         ("--oracle", "human"): "unknown oracle 'human'",
+        ("--max-steps", str(10**100)): "--max-steps must be at most 2147483647 (an int32)",
+        ("--learning-rate", "1e300"): "--learning-rate must be a positive number (a float32), got 1e+300",
     }
     for args, message in cases.items():
         status, err = run_cli([*args, "--seeds", "1", "--quiet", "--out", out], capsys)
