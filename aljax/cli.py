@@ -186,7 +186,7 @@ def check(settings: dict) -> int:
     if not 0 <= settings["seed"] < SEED_LIMIT:
         raise CliError(f"--seed must be in [0, {SEED_LIMIT}) (a PRNG key keeps 32 bits), got {settings['seed']}")
     lr = settings["learning_rate"]
-    if not (math.isfinite(lr) and 0 < lr <= np.finfo(np.float32).max):
+    if not (math.isfinite(lr) and 0 < lr <= float(np.finfo(np.float32).max)):
         raise CliError(f"--learning-rate must be a positive number (a float32), got {lr}")
     for key in ("patience", "max_steps"):  # traced int32 hyper-parameters
         if settings[key] > INT32_MAX:
