@@ -27,10 +27,14 @@ import aljax
 from aljax import atomic, fetch, interrupt, seeds, store, tracking
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
-from aljax.loop import Config, Hyper, RoundInfo, components
-from aljax.spec import settings_of, unknown
+from aljax.fit import FITTERS
+from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo, components
+from aljax.optim import check_optimizer
+from aljax.spec import check as check_spec, domains, settings_of, unknown
 from aljax.store import StoreError
+from aljax.models import check_model, output_shape
 from aljax.strategies import is_stochastic, resolve as resolve_strategy, traits as strategy_traits
+from aljax.strategies.registry import trial as trial_strategy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,29 +155,44 @@ def resolve_plan(settings: dict, out: Path, force: bool = False, convolutional: 
         settings["schedule"] = old.get("schedule")  # None (left out of config.toml): lockstep
 
 
+# Run settings that count something: each must be at least 1 (None: its default, where it has one).
+COUNTS = ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "dev_size", "test_size", "budget",
+          "phases", "forward_rows", "capacity", "n_classes", "patience", "max_steps")
+SEED_LIMIT = 2**32  # jax.random.key(seed) keeps the low 32 bits: seed 2**32 is seed 0
+INT32_MAX = 2**31 - 1
+
+
 def check(settings: dict) -> int:
-    """Validate the settings that need no data (names, counts, budget, hyper-parameters, whether the
-    seeds can differ); return the number of rounds."""
+    """Validate the settings that need no data (names and the settings inside specs, counts, budget,
+    capacity, hyper-parameters, whether the seeds can differ); return the number of rounds."""
     try:
         resolve_strategy(settings["strategy"])  # a registry name with settings, a combinator or module:function
+        check_model(settings["model"])
+        check_spec(FITTERS, settings["fitter"], "fitter")
+        check_optimizer(settings["optimizer"])
     except ValueError as err:
         raise CliError(str(err)) from None
     if settings["schedule"] not in (None, *seeds.SCHEDULES):
         raise CliError(unknown("schedule", settings["schedule"], seeds.SCHEDULES))
     if settings["protocol"] not in PROTOCOLS:
         raise CliError(unknown("protocol", settings["protocol"], PROTOCOLS))
+    for key, valid in (("initial", INITIAL), ("oracle", ORACLES)):
+        if settings[key] not in valid:
+            raise CliError(unknown(key, settings[key], valid))
     if settings["dataset"] not in DATASETS and not settings["dataset"].startswith(("idx:", "tfds:")) \
             and ":" not in settings["dataset"]:  # package.module:function, checked when loaded
         raise CliError(unknown("dataset", settings["dataset"], DATASET_FORMS))
-    for key in ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "budget"):
-        if settings[key] is not None and settings[key] <= 0:
-            raise CliError(f"--{key.replace('_', '-')} must be positive, got {settings[key]}")
-    lr = settings["learning_rate"]
-    if not (math.isfinite(lr) and lr > 0):
-        raise CliError(f"--learning-rate must be a positive number, got {lr}")
-    for key in ("patience", "max_steps"):
-        if settings[key] < 1:
+    for key in COUNTS:
+        if settings[key] is not None and settings[key] < 1:
             raise CliError(f"--{key.replace('_', '-')} must be at least 1, got {settings[key]}")
+    if not 0 <= settings["seed"] < SEED_LIMIT:
+        raise CliError(f"--seed must be in [0, {SEED_LIMIT}) (a PRNG key keeps 32 bits), got {settings['seed']}")
+    lr = settings["learning_rate"]
+    if not (math.isfinite(lr) and 0 < lr <= float(np.finfo(np.float32).max)):
+        raise CliError(f"--learning-rate must be a positive number (a float32), got {lr}")
+    for key in ("patience", "max_steps"):  # traced int32 hyper-parameters
+        if settings[key] > INT32_MAX:
+            raise CliError(f"--{key.replace('_', '-')} must be at most {INT32_MAX} (an int32), got {settings[key]}")
     if settings["seeds"] > 1 and settings["initial"] == "first" and not is_stochastic(settings["strategy"]):
         raise CliError(f"the {settings['seeds']} seeds would be identical (initial labels = the first rows, and "
                        f"{settings['strategy']!r} is declared deterministic); pass --initial random (or kmeans), or "
@@ -185,6 +204,11 @@ def check(settings: dict) -> int:
     if rest:
         lo, hi = n_init + rounds * query, n_init + (rounds + 1) * query
         raise CliError(f"budget {budget} is not {n_init} initial + whole rounds of {query}; use --budget {lo} or {hi}")
+    if settings["capacity"] is not None and settings["capacity"] < budget:
+        raise CliError(f"--capacity {settings['capacity']} is below the budget ({budget} labels): the label buffer "
+                       "must hold every label; raise --capacity or leave it out")
+    if not 1 <= settings["phases"] <= max(rounds, 1):
+        raise CliError(f"--phases must be between 1 and the number of rounds ({rounds}), got {settings['phases']}")
     return rounds
 
 
@@ -202,6 +226,10 @@ def make_data(settings: dict, raw: Raw):
     """The protocol's :class:`aljax.data.Data`, given the settings its function accepts."""
     protocol = PROTOCOLS[settings["protocol"]]
     kwargs = {k: settings[k] for k in inspect.signature(protocol).parameters if k in settings}
+    for key, rows, split in (("pool_size", len(raw.train_x), "training"), ("test_size", len(raw.test_x), "test")):
+        if key in kwargs and kwargs[key] > rows:
+            raise CliError(f"--{key.replace('_', '-')} {kwargs[key]} exceeds the dataset's {rows} {split} images; "
+                           f"use at most {rows}")
     try:
         return protocol(raw, **kwargs)
     except ValueError as err:
@@ -246,7 +274,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             open_tracker = tracking.tracker_opener(args.tracker)
         except tracking.TrackerError as err:
             raise CliError(str(err)) from None
-    model = components(config).model
+    model, sample_shape = components(config).model, data.pool.x.shape[1:]
+    try:
+        output_shape(model, sample_shape)  # traces the model once (computes nothing)
+    except Exception as err:  # e.g. a kernel larger than the image: a shape error from inside the model
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise CliError(f"model {settings['model']!r} cannot run on samples of shape {tuple(sample_shape)} ({text}); "
+                       "check its settings against the data (e.g. kernel and pool sizes)") from None
+    rows = min(16, int(np.asarray(data.pool.valid).sum()))
+    try:  # out-of-tree strategies: one eager call on a few pool rows, before anything compiles
+        trial_strategy(settings["strategy"], model, data.pool.x[:rows], data.pool.y[:rows], config.query_size)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     if strategy_traits(resolve_strategy(settings["strategy"]))["needs_samples"] and not model.dropout:
         raise CliError(f"strategy {settings['strategy']!r} reduces MC dropout samples or ensemble members, but model "
                        f"{settings['model']!r} has neither, so its scores are 0 everywhere (it is not declared dropout=True); "
@@ -296,7 +335,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pending:
         atomic.write_json(out / store.ENVIRONMENT, store.environment())
         store.add_timing(out, "compile_s", compile_s)
-        on_chunk = store.chunk_saver(out)
+        on_chunk = refuse_degenerate(store.chunk_saver(out), settings["strategy"])
         tracker = open_tracker() if open_tracker is not None else None
         try:
             seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
@@ -308,6 +347,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuse_degenerate(on_chunk, strategy: str):
+    """``on_chunk`` (a :func:`aljax.seeds.run_seeds` hook), called only for a chunk in which no round took
+    a row its strategy scored NaN or ±inf (``RoundInfo.nonfinite_picks``): such rows were taken in pool
+    order, not by the strategy, so the run stops with a one-line :class:`CliError` naming the strategy,
+    the round and the seed, and the chunk is not saved (a rerun recomputes it)."""
+
+    def checked(index: int, seed_ids: np.ndarray, result: dict, seconds: float) -> None:
+        picks = np.asarray(result["nonfinite_picks"])  # (seeds, rounds + 1)
+        if picks.any():
+            s, r = np.argwhere(picks)[0]
+            raise CliError(f"strategy {strategy!r} scored {picks[s, r]} of the rows it picked in round {r} (seed "
+                           f"{seed_ids[s]}) NaN or infinite, so they were taken in pool order, not by the strategy; "
+                           "fix its scores or its settings (e.g. a subsample smaller than --query-size)")
+        on_chunk(index, seed_ids, result, seconds)
+
+    return checked
+
+
 def store_view(settings: dict) -> dict:
     """The settings as they read back from config.toml (None values left out)."""
     return {k: v for k, v in settings.items() if v is not None}
@@ -317,7 +374,8 @@ def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
     """Assemble the checkpoints into the final files; ``metrics.csv`` goes last."""
     chunks = store.load_chunks(out, n_chunks)
     seed_ids = chunks["seed"]
-    metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo)}
+    # (a chunk written before a metric existed lacks it: such a metric is left out, not invented)
+    metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo) if f.name in chunks}
     atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
     seconds = [float(s) for s in chunks["seconds"]]
     store.add_timing(out, "chunk_s", seconds, append=False)
@@ -335,18 +393,18 @@ def report(runs: dict[str, dict[str, np.ndarray]], png: Path, title: str = "",
     """Plot the runs' curves on one figure (``png``) and return a markdown table of their final values
     (under ``heading`` if given). ``pairs``: each other run's :func:`aljax.compare.paired_runs` against
     the run named ``baseline``, drawn as a second panel and tabled below."""
-    from aljax.metrics import mean_ci
-    from aljax.plots import bounds_of, plot_curves
+    from aljax.metrics import BOUNDS, mean_ci
+    from aljax.plots import plot_curves
 
     curves = {name: (m["n_labeled"][0], m[metric]) for name, m in runs.items()}
     differences = {name: (curves[name][0], p["difference"]) for name, p in (pairs or {}).items()}
-    plot_curves(curves, png, title=title, ylabel=metric.replace("_", " "), bounds=bounds_of(metric),
+    plot_curves(curves, png, title=title, ylabel=metric.replace("_", " "), bounds=BOUNDS.get(metric),
                 differences=differences, baseline=baseline)
     lines = [heading, ""] if heading else []
     lines += [f"| run | seeds | labels | final {metric} (mean [95 % CI]) | mean over the curve |",
               "|---|---|---|---|---|"]
     for name, (labels, values) in curves.items():
-        mean, low, high = mean_ci(values[:, -1])
+        mean, low, high = mean_ci(values[:, -1], bounds=BOUNDS.get(metric))
         area = values.mean(axis=1).mean()
         lines.append(f"| {name} | {values.shape[0]} | {int(labels[-1])} | {mean:.4f} [{low:.4f}, {high:.4f}] | {area:.4f} |")
     if pairs:
@@ -436,12 +494,15 @@ def registries() -> list[tuple[str, dict[str, str]]]:
 
 
 def settings_text(entry) -> str:
-    """`` Settings: k=v, ...`` of a registry entry's keyword settings (a model, fitter or strategy)."""
+    """`` Settings: k=v (domain), ...`` of a registry entry's keyword settings (a model, fitter or
+    strategy), each with its declared domain (:func:`aljax.spec.domains`)."""
     score = getattr(entry, "score", entry)  # a StatefulStrategy's settings are its score's
     accepted = settings_of(score)
     if not accepted or not callable(score):
         return ""
-    return " Settings: " + ", ".join(f"{k}={v}" for k, v in accepted.items()) + "."
+    declared = domains(score)
+    shown = [f"{k}={v}" + (f" ({declared[k].describe()})" if declared[k].domains else "") for k, v in accepted.items()]
+    return " Settings: " + ", ".join(shown) + "."
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -474,8 +535,9 @@ def register_list(subparsers) -> None:
 
 # ----------------------------------------------------------------------------- aljax plot
 
-# Settings that do not change what a curve means (differences in them are not reported).
-NOT_COMPARED = {"chunk_size", "schedule"}
+# Settings whose differences are not reported: the chunk size and schedule do not change what a curve
+# means, and the strategy is what a comparison varies (every run is named by it).
+NOT_COMPARED = {"chunk_size", "schedule", "strategy"}
 
 
 def read_run(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -547,7 +609,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         print(f"aljax: warning: the runs differ in {k} ({values})", file=sys.stderr)
     names = []
     for d, (settings, _) in zip(dirs, runs):
-        parts = [str(settings.get("strategy", d.name))] + [f"{k}={settings.get(k)}" for k in differ if k != "strategy"]
+        parts = [str(settings.get("strategy", d.name))] + [f"{k}={settings.get(k)}" for k in differ]
         names.append(", ".join(parts))
     if len(set(names)) < len(names):  # the same settings twice: tell them apart by folder
         names = [f"{n} ({d})" for n, d in zip(names, dirs)]

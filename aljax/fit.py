@@ -9,7 +9,8 @@ last step (the article neither restores nor resets it: it carries over to the ne
 so the continuous seeds program (:func:`aljax.loop.make_seeds_run`) can step fits that start and stop
 at different times; the call is built from the same pieces, so both give the same numbers.
 
-* ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit;
+* ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit,
+  in eval mode (a model's dropout is never on);
 * ``minibatch(batch_size=..,epoch_points=..,max_epochs=..,reinit=..,weight_decay=..)``: shuffled
   minibatches in train mode (dropout on), an evaluation per epoch of a fixed number of sampled points,
   optional re-initialisation every round (Gal et al. 2017; Kirsch et al. 2019) and L2 weight decay.
@@ -176,9 +177,9 @@ class Fitter:
 
 
 def patience() -> Fitter:
-    """The article's fit: one full-batch optimiser step on the weighted buffer per evaluation, until
-    ``hyper.patience`` steps in a row fail to strictly improve eval accuracy. Eval mode throughout
-    (no dropout); ``key`` is unused."""
+    """The article's fit, in eval mode (a model's dropout stays off: use ``minibatch`` to train with
+    it): one full-batch optimiser step on the weighted buffer per evaluation, until ``hyper.patience``
+    steps in a row fail to strictly improve eval accuracy; ``key`` is unused."""
 
     def train_epoch(model, optimizer, x, y, w):
         grad_fn = jax.grad(lambda p: weighted_loss(model.apply, p, x, y, w))
@@ -193,8 +194,8 @@ def patience() -> Fitter:
     return Fitter(train_epoch)
 
 
-def minibatch(*, batch_size: int = 64, epoch_points: int = 2048, max_epochs: int = 100, reinit: bool = False,
-              weight_decay: float = 0.0) -> Fitter:
+def minibatch(*, batch_size: specs.Count = 64, epoch_points: specs.Count = 2048, max_epochs: specs.Count = 100,
+              reinit: bool = False, weight_decay: specs.NonNegative = 0.0) -> Fitter:
     """Minibatch epochs: each epoch takes ⌈epoch_points / batch_size⌉ steps on minibatches of
     ``batch_size`` labeled rows (w > 0), drawn by cycling through a fresh shuffle of them, in train mode
     (dropout on) with mean cross-entropy + ``weight_decay``/2·‖θ‖²; then one evaluation. Patience

@@ -67,7 +67,8 @@ class Config:
                                      "k-means representatives, n_initial/n_classes random rows per class)")
     oracle: str = _setting("true", "true (reveal labels) or model (auto-label with the argmax)")
     model: str = _setting("softmax_regression", "model spec, e.g. mlp(hidden=256,dropout=0.5) (`aljax list`)")
-    fitter: str = _setting("patience", "fitter spec: patience (full batch) or minibatch(batch_size=64,...)")
+    fitter: str = _setting("patience", "fitter spec: patience (full batch, eval mode: a model's dropout stays off) "
+                                       "or minibatch(batch_size=64,...) (train mode: dropout on)")
     optimizer: str = _setting("tf1_adam", "optimizer spec, e.g. adam or sgd(momentum=0.9); the learning rate "
                                           "is a separate setting")
     n_classes: int = _setting(10, "number of classes (default: from the dataset)")
@@ -90,6 +91,9 @@ class Config:
                              f"({self.n_initial}) must be a multiple of n_classes ({self.n_classes})")
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        if self.capacity is not None and self.capacity < self.budget:
+            raise ValueError(f"capacity ({self.capacity}) is below the budget ({self.budget} labels): the label "
+                             "buffer must hold every label; raise capacity or leave it out")
         if not 1 <= self.phases <= max(self.rounds, 1):
             raise ValueError(f"phases must be between 1 and the number of rounds ({self.rounds}), got {self.phases}")
         components(self)  # builds (and caches) model, fitter, optimiser and strategy: one-line errors
@@ -149,7 +153,7 @@ class State:
     key: the strategies' key stream; fit_key: the fitters' (minibatches, dropout, re-initialisation),
     a separate stream so that a stochastic fitter does not shift the strategies' draws;
     strategy_state: a :class:`~aljax.strategies.StatefulStrategy`'s state (a pytree of arrays), ``()``
-    for a plain strategy.
+    for a plain strategy; nonfinite_picks () int32: rows the last query took whose score was not finite.
     """
 
     params: Params
@@ -161,6 +165,7 @@ class State:
     key: jax.Array
     fit_key: jax.Array
     strategy_state: Any = ()
+    nonfinite_picks: jax.Array = dataclasses.field(default_factory=lambda: jnp.int32(0))
 
     @property
     def in_buffer(self) -> jax.Array:
@@ -181,7 +186,9 @@ class RoundInfo:
     n_labeled; eval_correct (early-stopping set); test_accuracy (reporting set); steps (optimiser
     steps of this fit); wrong_labels (acquired targets that differ from the truth); for stopping
     criteria (:mod:`aljax.stopping`): min_confidence (lowest max softmax over the unlabeled rows)
-    and agreement (Cohen's κ of the pool predictions of this fit and of the params it started from).
+    and agreement (Cohen's κ of the pool predictions of this fit and of the params it started from);
+    nonfinite_picks: rows this round's query took whose score was NaN or ±inf, so that ``select`` took
+    them in pool order, not by the strategy (0 in a sound run; ``aljax run`` refuses any other).
     """
 
     n_labeled: jax.Array
@@ -191,6 +198,7 @@ class RoundInfo:
     wrong_labels: jax.Array
     min_confidence: jax.Array
     agreement: jax.Array
+    nonfinite_picks: jax.Array
 
 
 def grow(state: State, capacity: int) -> State:
@@ -233,6 +241,7 @@ def finish_round(parts: Components, data: Data, state: State, result: FitResult,
         min_confidence=jnp.min(jnp.where(data.pool.valid & ~state.labeled, confidence, 1.0)),
         agreement=cohen_kappa(jnp.argmax(before, axis=-1), jnp.argmax(logits, axis=-1), data.pool.valid,
                               logits.shape[-1]),
+        nonfinite_picks=state.nonfinite_picks,
     )
     return state, info, logits
 
@@ -262,7 +271,9 @@ def query(config: Config, strategy: StatefulStrategy, data: Data, state: State, 
     scores, strategy_state = strategy.score(k_score, ctx, state.strategy_state)
     idx = select(scores, ctx.selectable, config.query_size)
     targets = data.pool.y[idx] if config.oracle == "true" else jnp.argmax(logits[idx], axis=-1)
-    return acquire(dataclasses.replace(state, key=key, strategy_state=strategy_state), idx, targets)
+    nonfinite = jnp.sum(~jnp.isfinite(scores[idx]), dtype=jnp.int32)
+    return acquire(dataclasses.replace(state, key=key, strategy_state=strategy_state, nonfinite_picks=nonfinite),
+                   idx, targets)
 
 
 def init_state(config: Config, data: Data, hyper: Hyper, key: jax.Array) -> State:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Annotated, Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +75,7 @@ def apply_dropout(key: jax.Array | None, h: jax.Array, rate: float, train: bool)
 
 
 @declare.model(dropout=False, convolutional=False)
-def softmax_regression(n_classes: int, *, init_scale: float = 0.0) -> Model:
+def softmax_regression(n_classes: int, *, init_scale: specs.NonNegative = 0.0) -> Model:
     """``logits = x @ W.T + b`` with W (C, D), b (C,) on flattened x. ``init_scale=0`` gives the
     article's zero init; otherwise W ~ N(0, init_scale²) and b = 0. Its embedding is x itself.
 
@@ -100,7 +100,8 @@ def softmax_regression(n_classes: int, *, init_scale: float = 0.0) -> Model:
 
 
 @declare.model(dropout=False, convolutional=False)  # mlp(dropout=0.5) has dropout: the Model says so
-def mlp(n_classes: int, *, hidden: int = 128, dropout: float = 0.0, init_scale: float = 1.0) -> Model:
+def mlp(n_classes: int, *, hidden: specs.Count = 128, dropout: specs.Fraction = 0.0,
+        init_scale: specs.NonNegative = 1.0) -> Model:
     """One ReLU hidden layer on flattened x, with dropout on the hidden units in train mode.
 
     W1 (hidden, D), W2 (C, hidden), output-major like softmax regression's W; He-scaled normal init
@@ -267,8 +268,9 @@ def conv_valid(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
 
 
 @declare.model(dropout=True, convolutional=True)
-def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int = 2, hidden: int = 128,
-                dropout_conv: float = 0.25, dropout_dense: float = 0.5) -> Model:
+def cnn_gal2017(n_classes: int, *, filters: specs.Count = 32, kernel: specs.Count = 4, pool: specs.Count = 2,
+                hidden: specs.Count = 128, dropout_conv: specs.Fraction = 0.25,
+                dropout_dense: specs.Fraction = 0.5) -> Model:
     """The MNIST CNN of Gal, Islam & Ghahramani 2017 ("Deep Bayesian Active Learning with Image Data",
     section 5.1): conv(32, 4×4)-relu-conv(32, 4×4)-relu-maxpool(2×2)-dropout(0.25)-dense(128)-relu-
     dropout(0.5)-dense(C), valid convolutions (Keras ``border_mode='valid'``). The defaults follow the
@@ -294,8 +296,9 @@ def cnn_gal2017(n_classes: int, *, filters: int = 32, kernel: int = 4, pool: int
 
 
 @declare.model(dropout=True, convolutional=True)
-def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64, kernel: int = 5,
-                      hidden: int = 128, dropout_conv: float = 0.5, dropout_dense: float = 0.5) -> Model:
+def cnn_batchbald2019(n_classes: int, *, filters1: specs.Count = 32, filters2: specs.Count = 64,
+                      kernel: specs.Count = 5, hidden: specs.Count = 128, dropout_conv: specs.Fraction = 0.5,
+                      dropout_dense: specs.Fraction = 0.5) -> Model:
     """The MNIST CNN of Kirsch, van Amersfoort & Gal 2019 (BatchBALD; ``BayesianNet`` in their repo's
     ``src/mnist_model.py``, BlackHC/BatchBALD): conv(32, 5×5)-dropout2d-maxpool(2)-relu-conv(64, 5×5)-
     dropout2d-maxpool(2)-relu-dense(128)-dropout-relu-dense(C), valid convolutions. Their conv dropout is
@@ -323,7 +326,8 @@ def cnn_batchbald2019(n_classes: int, *, filters1: int = 32, filters2: int = 64,
 
 
 @declare.model(dropout=True, convolutional=False)  # its members are its samples (members=1: one)
-def ensemble(n_classes: int, model: "specs.Spec | str" = "mlp", *, members: int = 5) -> Model:
+def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
+             members: specs.Count = 5) -> Model:
     """A deep ensemble of ``members`` copies of ``model`` (a model spec, e.g.
     ``ensemble(cnn_gal2017,members=5)``), trained at once: its params are the members' params with a
     leading member axis (``init`` is a vmap over M init keys), so a fitter trains every member in one
@@ -372,6 +376,21 @@ MODELS: dict[str, Callable[..., Model]] = {
     "cnn_batchbald2019": cnn_batchbald2019,
     "ensemble": ensemble,
 }
+
+
+def output_shape(model: Model, sample_shape: tuple[int, ...], rows: int = 1) -> tuple[int, ...]:
+    """The logits' shape (rows, C) of ``model`` on ``rows`` samples of ``sample_shape``, from abstract
+    values (nothing is computed); raises whatever the model raises on a shape it cannot take (e.g. a
+    kernel larger than the image)."""
+    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
+    x = jax.ShapeDtypeStruct((rows, *sample_shape), jnp.float32)
+    return jax.eval_shape(model.apply, params, x).shape
+
+
+def check_model(name: str | specs.Spec) -> None:
+    """Raise a one-line :class:`aljax.spec.SpecError` if ``name`` is not a valid model spec (settings
+    in their domains), without building it."""
+    specs.check(MODELS, name, "model", 1)
 
 
 @functools.cache

@@ -30,7 +30,8 @@ class TF1AdamState(NamedTuple):
     b2_power: jax.Array
 
 
-def tf1_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def tf1_adam(learning_rate, b1: specs.Fraction = 0.9, b2: specs.Fraction = 0.999,
+             eps: specs.Positive = 1e-8) -> optax.GradientTransformation:
     """TF1 ``AdamOptimizer`` in float32, bit-for-bit in operation order.
 
     ``lr_t = lr·√(1−β2^t)/(1−β1^t)``; ``m += (g−m)(1−β1)``; ``v += (g²−v)(1−β2)``;
@@ -57,11 +58,28 @@ def tf1_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-
     return optax.GradientTransformation(init, update)
 
 
+def adam(learning_rate, *, b1: specs.Fraction = 0.9, b2: specs.Fraction = 0.999, eps: specs.Positive = 1e-8,
+         nesterov: bool = False) -> optax.GradientTransformation:
+    """``optax.adam`` (Kingma & Ba 2015)."""
+    return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, nesterov=nesterov)
+
+
+def adamw(learning_rate, *, b1: specs.Fraction = 0.9, b2: specs.Fraction = 0.999, eps: specs.Positive = 1e-8,
+          weight_decay: specs.NonNegative = 1e-4, nesterov: bool = False) -> optax.GradientTransformation:
+    """``optax.adamw`` (Loshchilov & Hutter 2019): Adam with decoupled weight decay."""
+    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, nesterov=nesterov)
+
+
+def sgd(learning_rate, *, momentum: specs.Fraction | None = None, nesterov: bool = False) -> optax.GradientTransformation:
+    """``optax.sgd``: plain gradient descent, with optional (Nesterov) momentum."""
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "tf1_adam": tf1_adam,
-    "adam": optax.adam,
-    "adamw": optax.adamw,
-    "sgd": optax.sgd,
+    "adam": adam,
+    "adamw": adamw,
+    "sgd": sgd,
 }
 
 

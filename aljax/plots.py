@@ -18,12 +18,6 @@ from aljax.metrics import mean_ci  # noqa: E402
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def bounds_of(metric: str) -> tuple[float, float] | None:
-    """The range of a per-round metric's values, to which CI bands are clipped: [0, 1] for an accuracy
-    (a fraction), else None (unbounded)."""
-    return (0.0, 1.0) if metric.endswith("accuracy") else None
-
-
 def _draw(ax, curves: Curves, bounds: tuple[float, float] | None, colors: dict[str, tuple]) -> None:
     """Mean curves (one colour per name) with their 95 % CI bands, clipped to ``bounds``."""
     for i, (name, (labels, values)) in enumerate(curves.items()):
@@ -43,7 +37,7 @@ def plot_curves(curves: Curves, path: str | Path, title: str = "", ylabel: str =
     """Draw mean curves with 95 % CI bands and save a PNG (atomically).
 
     curves: name -> (labels (R,), values (S, R) over S seeds, or (R,) for a single run); bounds: the
-    values' range (e.g. (0, 1) for accuracies, :func:`bounds_of`), to which the bands are clipped (a
+    values' range (e.g. (0, 1) for accuracies, :data:`aljax.metrics.BOUNDS`), to which the bands are clipped (a
     t-interval of a few seeds can reach past it). differences: name -> (labels (R,), per-seed paired
     differences (S, R) against ``baseline``), drawn with their CI bands in a second panel below, in
     the colour of the same name above (bands clipped to ± the width of ``bounds``). Long titles wrap.

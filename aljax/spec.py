@@ -7,6 +7,19 @@ settings). A positional argument that is a name becomes a nested :class:`Spec`, 
 become ``bool``; anything else after ``=`` stays a string. Every registry of the package (models,
 fitters, optimisers, strategies) is looked up through :func:`build`, which gives one-line errors with
 a closest-match hint.
+
+Every setting has a domain, declared on its factory's signature with ``typing.Annotated``::
+
+    def mlp(n_classes, *, hidden: Count = 128, dropout: Fraction = 0.0) -> Model: ...
+    def sgd(learning_rate, *, momentum: Annotated[float, Range(0, 1, high_open=True)] | None = None): ...
+
+A setting's domain is its type (``int``, ``float``, ``bool``, ``str``; ``| None`` allows None) and
+the :class:`Domain` objects in its ``Annotated`` metadata: :class:`Range`, :class:`Choice` or
+:class:`SpecOf` (a nested spec). :data:`Count`, :data:`Positive`, :data:`NonNegative`,
+:data:`Fraction` and :data:`Probability` name the common ones. :func:`check` (and so :func:`build`)
+validates every value against its domain before the factory is called: ``model 'mlp': setting
+hidden must be an integer >= 1, got -3``. An out-of-tree factory declares its domains the same way;
+a plain ``int``/``float``/``bool``/``str`` annotation checks the type only.
 """
 
 from __future__ import annotations
@@ -15,7 +28,10 @@ import dataclasses
 import difflib
 import importlib
 import inspect
-from typing import Any, Callable, Mapping
+import math
+import types
+import typing
+from typing import Annotated, Any, Callable, Mapping
 
 Value = Any  # int | float | bool | str | Spec
 
@@ -110,6 +126,173 @@ def settings_of(factory: Callable) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- domains
+
+
+class Domain:
+    """A constraint on a setting's value, put in ``typing.Annotated`` metadata on its factory's
+    signature: ``describe()`` says what a value must be (``"in [0, 1)"``), ``problem(value)`` is None
+    for a value inside the domain and otherwise says what it must be."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def problem(self, value: Value) -> str | None:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Range(Domain):
+    """A number between ``low`` and ``high`` (None: unbounded), inclusive unless ``low_open`` /
+    ``high_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high}"
+
+    def problem(self, value: Value) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return self.describe()
+        inside = ((self.low is None or (value > self.low if self.low_open else value >= self.low))
+                  and (self.high is None or (value < self.high if self.high_open else value <= self.high)))
+        return None if inside else self.describe()
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice(Domain):
+    """One of ``values``."""
+
+    values: tuple[Value, ...]
+
+    def describe(self) -> str:
+        return f"one of: {', '.join(_format(v) for v in self.values)}"
+
+    def problem(self, value: Value) -> str | None:
+        return None if value in self.values else self.describe()
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecOf(Domain):
+    """A nested spec of another registry, valid if ``check(value)`` raises no :class:`SpecError`
+    (e.g. :func:`aljax.optim.check_optimizer`); ``what`` names it (``"an optimizer spec"``)."""
+
+    check: Callable[[Value], Any]
+    what: str
+
+    def describe(self) -> str:
+        return self.what
+
+    def problem(self, value: Value) -> str | None:
+        try:
+            self.check(value)
+        except SpecError as err:
+            return f"{self.what} ({err})"
+        return None
+
+
+Count = Annotated[int, Range(1)]  # an integer >= 1: sizes, members, samples, steps
+Positive = Annotated[float, Range(0, low_open=True)]  # a number > 0: step sizes, epsilons
+NonNegative = Annotated[float, Range(0)]  # a number >= 0: scales, weight decay, temperatures
+Fraction = Annotated[float, Range(0, 1, high_open=True)]  # [0, 1): dropout, momentum, Adam's betas
+Probability = Annotated[float, Range(0, 1)]  # [0, 1]
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a name"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A setting's domain as its factory declares it: ``kind`` (int, float, bool, str, or None when
+    the annotation says nothing checkable), ``domains`` (:class:`Domain` metadata), ``optional``
+    (None allowed)."""
+
+    kind: type | None
+    domains: tuple[Domain, ...] = ()
+    optional: bool = False
+
+    @property
+    def declared(self) -> bool:
+        """Whether the domain is complete: a bool, or a type with at least one :class:`Domain`."""
+        return self.kind is bool or (self.kind is not None and bool(self.domains))
+
+    def describe(self) -> str:
+        """What a value must be: ``"an integer >= 1"``, ``"a number in [0, 1)"``, ``"true or false"``."""
+        word = _TYPE_WORDS.get(self.kind, "a value")
+        text = " and ".join(f"{word} {d.describe()}" if isinstance(d, Range) else d.describe() for d in self.domains)
+        return (text or word) + (" or none" if self.optional else "")
+
+    def problem(self, value: Value) -> str | None:
+        """None if ``value`` is in the domain, else ``"must be an integer >= 1, got -3"``."""
+        if value is None and self.optional:
+            return None
+        word = _TYPE_WORDS.get(self.kind, "a value")
+        if self._has_type(value):
+            failed = [(d, p) for d in self.domains if (p := d.problem(value)) is not None]
+            if not failed:
+                return None
+        else:
+            failed = [(d, d.describe()) for d in self.domains] or [(Range(), "")]
+        text = " and ".join(f"{word} {p}".strip() if isinstance(d, Range) else p for d, p in failed)
+        return f"must be {text}, got {_format(value) if isinstance(value, (bool, Spec)) else repr(value)}"
+
+    def _has_type(self, value: Value) -> bool:
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.kind in (int, float):
+            number = int if self.kind is int else (int, float)
+            return isinstance(value, number) and not isinstance(value, bool) and math.isfinite(value)
+        return self.kind is None or isinstance(value, (str, Spec))
+
+
+def _setting(hint: Any) -> Setting:
+    """The :class:`Setting` of a resolved type hint: ``Annotated[int, Range(1)]``, ``Count | None``,
+    ``Annotated[float | None, Range(0)]``, a bare ``bool``, ..."""
+    found: list[Domain] = []
+    optional = False
+    while True:
+        origin = typing.get_origin(hint)
+        if origin is Annotated:
+            hint, *metadata = typing.get_args(hint)
+            found += [m for m in metadata if isinstance(m, Domain)]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(hint) if a is not type(None)]
+            optional = optional or len(members) < len(typing.get_args(hint))
+            if len(members) != 1:
+                return Setting(None, tuple(found), optional)
+            hint = members[0]
+        else:
+            break
+    return Setting(hint if hint in _TYPE_WORDS else None, tuple(found), optional)
+
+
+def domains(factory: Callable) -> dict[str, Setting]:
+    """Each setting of ``factory`` (:func:`settings_of`) with its :class:`Setting`, read from its
+    annotations (``typing.get_type_hints(..., include_extras=True)``); a factory whose annotations do
+    not resolve declares nothing (every setting's kind None)."""
+    try:
+        hints = typing.get_type_hints(factory, include_extras=True)
+    except Exception:  # an out-of-tree factory's annotations may name anything; they then check nothing
+        hints = {}
+    return {name: _setting(hints[name]) if name in hints else Setting(None) for name in settings_of(factory)}
+
+
+def check_settings(factory: Callable, kind: str, name: str, values: Mapping[str, Value]) -> None:
+    """Raise a one-line :class:`SpecError` naming the first of ``values`` (setting -> value) outside
+    its domain on ``factory``: ``model 'mlp': setting hidden must be an integer >= 1, got -3``."""
+    declared = domains(factory)
+    for key, value in values.items():
+        problem = declared[key].problem(value) if key in declared else None
+        if problem is not None:
+            raise SpecError(f"{kind} {name!r}: setting {key} {problem}")
+
+
 def load(name: str, kind: str) -> Any:
     """The object ``package.module:attribute`` names (an out-of-tree model, fitter or strategy)."""
     module_name, _, attribute = name.partition(":")
@@ -117,6 +300,9 @@ def load(name: str, kind: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise SpecError(f"{kind} {name!r}: cannot import {module_name!r} ({err}); is it on PYTHONPATH?") from None
+    except Exception as err:  # the module's own code raised while importing
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise SpecError(f"{kind} {name!r}: importing {module_name!r} raised {text}") from None
     if not hasattr(module, attribute):
         raise SpecError(f"{kind} {name!r}: module {module_name!r} has no {attribute!r}")
     return getattr(module, attribute)
@@ -134,8 +320,9 @@ def lookup(registry: Mapping[str, Callable], name: str, kind: str) -> Callable:
 
 def check(registry: Mapping[str, Callable], text: str | Spec, kind: str, *args: Any) -> Spec:
     """The spec ``text`` if its factory (:func:`lookup`) would bind ``(*args, *spec.args,
-    **spec.kwargs)``, without calling it; otherwise a one-line :class:`SpecError` naming the closest
-    entry or the settings the entry accepts."""
+    **spec.kwargs)`` with every setting in its domain (:func:`check_settings`), without calling it;
+    otherwise a one-line :class:`SpecError` naming the closest entry, the settings the entry accepts
+    or the setting out of its domain."""
     spec = parse(text)
     factory = lookup(registry, spec.name, kind)
     accepted = settings_of(factory)
@@ -144,9 +331,10 @@ def check(registry: Mapping[str, Callable], text: str | Spec, kind: str, *args: 
             listed = ", ".join(f"{k}={_format(v)}" for k, v in accepted.items()) or "none"
             raise SpecError(f"{kind} {spec.name!r} has no setting {key!r} (settings: {listed})")
     try:
-        inspect.signature(factory).bind(*args, *spec.args, **dict(spec.kwargs))
+        bound = inspect.signature(factory).bind(*args, *spec.args, **dict(spec.kwargs))
     except TypeError as err:
         raise SpecError(f"bad arguments in {kind} {str(spec)!r}: {err}") from None
+    check_settings(factory, kind, spec.name, {k: v for k, v in bound.arguments.items() if k in accepted})
     return spec
 
 

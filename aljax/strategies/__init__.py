@@ -5,7 +5,7 @@
 * families: :mod:`~aljax.strategies.uncertainty`, :mod:`~aljax.strategies.committee`,
   :mod:`~aljax.strategies.bayesian` (BALD, BatchBALD, ... on MC dropout or ensemble samples),
   :mod:`~aljax.strategies.model_change`, :mod:`~aljax.strategies.diversity`;
-* :mod:`~aljax.strategies.combinators` (importing only ``base``) and
+* :mod:`~aljax.strategies.combinators` (importing only ``base`` and the domains of :mod:`aljax.spec`) and
   :mod:`~aljax.strategies.registry` (:data:`STRATEGIES`, :data:`PER_SAMPLE`, :data:`SAMPLED`, :data:`COMBINATORS`,
   :func:`resolve`, which also takes out-of-tree ``package.module:function`` names, and :func:`traits`,
   a strategy's declared traits).

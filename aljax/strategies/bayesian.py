@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from aljax import bayesian
 from aljax import declare
+from aljax import spec as specs
 from aljax.forward import in_chunks
 from aljax.strategies.base import Context, rank_batch, select
 
@@ -26,35 +27,35 @@ def _reduce(fn, key: jax.Array, ctx: Context, samples: int, chunk: int | None) -
 
 
 @declare.strategy(stochastic=True, needs_samples=True)
-def bald(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+def bald(key: jax.Array, ctx: Context, *, samples: specs.Count = 20, chunk: specs.Count | None = None) -> jax.Array:
     """BALD (Houlsby et al. 2011; Gal et al. 2017): mutual information between a row's label and the
     weights, H[mean_k p_k] − mean_k H[p_k], over ``samples`` MC dropout passes (or ensemble members)."""
     return _reduce(bayesian.bald, key, ctx, samples, chunk)
 
 
 @declare.strategy(stochastic=True, needs_samples=True)
-def variation_ratios(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+def variation_ratios(key: jax.Array, ctx: Context, *, samples: specs.Count = 20, chunk: specs.Count | None = None) -> jax.Array:
     """Variation ratios (Freeman 1965; Gal et al. 2017): 1 − the frequency of the modal predicted class
     over ``samples`` MC dropout passes (or ensemble members)."""
     return _reduce(bayesian.variation_ratios, key, ctx, samples, chunk)
 
 
 @declare.strategy(stochastic=True, needs_samples=True)
-def mean_std(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+def mean_std(key: jax.Array, ctx: Context, *, samples: specs.Count = 20, chunk: specs.Count | None = None) -> jax.Array:
     """Mean STD (Kampffmeyer et al. 2016; Gal et al. 2017): the std over samples of each class's
     probability, averaged over classes."""
     return _reduce(bayesian.mean_std, key, ctx, samples, chunk)
 
 
 @declare.strategy(stochastic=True, needs_samples=True)
-def max_entropy(key: jax.Array, ctx: Context, *, samples: int = 20, chunk: int | None = None) -> jax.Array:
+def max_entropy(key: jax.Array, ctx: Context, *, samples: specs.Count = 20, chunk: specs.Count | None = None) -> jax.Array:
     """Max entropy (Shannon 1948; Gal et al. 2017): entropy of the MC-averaged predictive
     mean_k softmax(logits_k) (with ``samples=1`` and no dropout: plain predictive entropy)."""
     return _reduce(bayesian.predictive_entropy, key, ctx, samples, chunk)
 
 
 @declare.strategy(stochastic=True, needs_samples=True)
-def epig(key: jax.Array, ctx: Context, *, samples: int = 20, targets: int = 100, chunk: int | None = None) -> jax.Array:
+def epig(key: jax.Array, ctx: Context, *, samples: specs.Count = 20, targets: specs.Count = 100, chunk: specs.Count | None = None) -> jax.Array:
     """EPIG (Bickford Smith, Kirsch, Farquhar, Gal, Foster & Rainforth 2023): the expected information
     a row's label gives about the labels of ``targets`` target inputs drawn at random from the
     unlabeled pool (the input distribution of interest), over ``samples`` MC dropout passes (or
@@ -70,8 +71,8 @@ def epig(key: jax.Array, ctx: Context, *, samples: int = 20, targets: int = 100,
 
 
 @declare.strategy(batch_aware=True, stochastic=True, needs_samples=True)
-def batchbald(key: jax.Array, ctx: Context, *, samples: int = 20, configs: int = 1000,
-              chunk: int | None = None) -> jax.Array:
+def batchbald(key: jax.Array, ctx: Context, *, samples: specs.Count = 20, configs: specs.Count = 1000,
+              chunk: specs.Count | None = None) -> jax.Array:
     """BatchBALD (Kirsch, van Amersfoort & Gal 2019): greedily picks the whole batch maximising the
     mutual information between the batch's joint labels and the weights (exact while the batch has at
     most ``configs`` label configurations, importance-sampled with ``configs`` beyond). Batch-aware:

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from aljax import declare
+from aljax.spec import Count, NonNegative, Probability
 from aljax.strategies.base import Context, StatefulStrategy, Strategy, select, stateful
 
 AnyStrategy = Strategy | StatefulStrategy
@@ -68,7 +69,7 @@ def _wrap(score: Callable, *inner: AnyStrategy, doc: str | None, **traits: bool)
 
 
 @declare.combinator
-def subsample(strategy: AnyStrategy, size: int = 1000) -> AnyStrategy:
+def subsample(strategy: AnyStrategy, size: Count = 1000) -> AnyStrategy:
     """Score only a random subset of ``size`` unlabeled rows per round; the rest get −inf.
 
     The remedy the article's tutorial gives for least confidence chasing outliers: the most
@@ -86,7 +87,7 @@ def subsample(strategy: AnyStrategy, size: int = 1000) -> AnyStrategy:
 
 
 @declare.combinator
-def epsilon(strategy: AnyStrategy, eps: float = 0.1) -> AnyStrategy:
+def epsilon(strategy: AnyStrategy, eps: Probability = 0.1) -> AnyStrategy:
     """ε-greedy mixture with random: with probability ``eps`` a round's scores are uniformly random."""
     inner = stateful(strategy)
 
@@ -119,7 +120,7 @@ def alternate(first: AnyStrategy, second: AnyStrategy) -> AnyStrategy:
 
 
 @declare.combinator
-def softmax_sampling(strategy: AnyStrategy, beta: float = 1.0) -> AnyStrategy:
+def softmax_sampling(strategy: AnyStrategy, beta: NonNegative = 1.0) -> AnyStrategy:
     """Stochastic top-k (Kirsch et al. 2023): β·s + Gumbel noise, so ``select``'s top-k draws a batch
     without replacement with probabilities ∝ exp(β·s)."""
     inner = stateful(strategy)
@@ -133,7 +134,7 @@ def softmax_sampling(strategy: AnyStrategy, beta: float = 1.0) -> AnyStrategy:
 
 
 @declare.combinator
-def power_sampling(strategy: AnyStrategy, beta: float = 1.0) -> AnyStrategy:
+def power_sampling(strategy: AnyStrategy, beta: NonNegative = 1.0) -> AnyStrategy:
     """Stochastic top-k (Kirsch et al. 2023) for non-negative scores: β·log s + Gumbel: a batch
     drawn without replacement with probabilities ∝ s^β (scores ≤ 0 become the smallest float)."""
     inner = stateful(strategy)

@@ -9,7 +9,7 @@ The committee's size, steps, learning rate and optimiser are spec settings:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Annotated, Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +18,11 @@ import optax
 from aljax import declare
 from aljax.fit import weighted_loss
 from aljax.models import Params
-from aljax.optim import make_optimizer
+from aljax import spec as specs
+from aljax.optim import check_optimizer, make_optimizer
 from aljax.strategies.base import Context
+
+OptimizerSpec = Annotated[str, specs.SpecOf(check_optimizer, "an optimizer spec")]
 
 
 def bootstrap_weights(key: jax.Array, w: jax.Array) -> jax.Array:
@@ -80,16 +83,16 @@ def mean_kl(member_logits: jax.Array) -> jax.Array:
 
 
 @declare.strategy(stochastic=True)
-def qbc_vote_entropy(key: jax.Array, ctx: Context, *, members: int = 5, steps: int = 20,
-                     learning_rate: float = 0.05, optimizer: str = "adam") -> jax.Array:
+def qbc_vote_entropy(key: jax.Array, ctx: Context, *, members: specs.Count = 5, steps: specs.Count = 20,
+                     learning_rate: specs.Positive = 0.05, optimizer: OptimizerSpec = "adam") -> jax.Array:
     """Query-by-committee, vote entropy of the members' argmax votes."""
     logits = committee_logits(key, ctx, members=members, steps=steps, learning_rate=learning_rate, optimizer=optimizer)
     return jax.vmap(vote_entropy)(logits)
 
 
 @declare.strategy(stochastic=True)
-def qbc_kl(key: jax.Array, ctx: Context, *, members: int = 5, steps: int = 20,
-           learning_rate: float = 0.05, optimizer: str = "adam") -> jax.Array:
+def qbc_kl(key: jax.Array, ctx: Context, *, members: specs.Count = 5, steps: specs.Count = 20,
+           learning_rate: specs.Positive = 0.05, optimizer: OptimizerSpec = "adam") -> jax.Array:
     """Query-by-committee, mean KL divergence of the members to their consensus."""
     logits = committee_logits(key, ctx, members=members, steps=steps, learning_rate=learning_rate, optimizer=optimizer)
     return jax.vmap(mean_kl)(logits)

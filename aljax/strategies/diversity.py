@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.extend.core import Literal
 
 from aljax import cluster, declare
+from aljax import spec as specs
 from aljax.strategies.base import Context, StatefulStrategy, rank_batch
 from aljax.strategies.uncertainty import entropy
 
@@ -144,7 +145,7 @@ def kmeans_representatives(key: jax.Array, x: jax.Array, selectable: jax.Array, 
 
 
 @declare.strategy(batch_aware=True, stochastic=True)
-def kmeans(key: jax.Array, ctx: Context, *, iters: int = 10) -> jax.Array:
+def kmeans(key: jax.Array, ctx: Context, *, iters: specs.Count = 10) -> jax.Array:
     """k-means representatives (Nguyen & Smeulders 2004; Zhdanov 2019's diversity step): cluster the
     unlabeled rows (in the model's embedding) into ``query_size`` clusters (``iters`` Lloyd steps) and
     take the row nearest each centroid. Other rows rank by closeness to their nearest centroid."""

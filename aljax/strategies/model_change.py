@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from aljax import declare
+from aljax import spec as specs
 from aljax.fit import softmax_xent, weighted_loss
 from aljax.strategies.base import Context, select
 from aljax.strategies.uncertainty import entropy
@@ -35,8 +36,8 @@ def expected_gradient_length(key: jax.Array, ctx: Context) -> jax.Array:
 
 
 @declare.strategy(stochastic=True)
-def expected_error_reduction(key: jax.Array, ctx: Context, *, candidates: int = 256, eval_rows: int = 256,
-                             step_size: float = 0.5) -> jax.Array:
+def expected_error_reduction(key: jax.Array, ctx: Context, *, candidates: specs.Count = 256,
+                             eval_rows: specs.Count = 256, step_size: specs.Positive = 0.5) -> jax.Array:
     """Expected error reduction with log loss (Roy & McCallum 2001), on a random candidate subsample.
 
     For each of ``candidates`` random unlabeled rows and each label y: one warm-started gradient step
