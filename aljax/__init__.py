@@ -8,7 +8,7 @@ The names a user imports::
     run = jax.jit(jax.vmap(aljax.make_run(config), in_axes=(None, None, 0)))
     state, info = run(data, aljax.Hyper(), jax.random.split(jax.random.key(0), 8))
 
-Submodules load on first use (``aljax.Config`` imports :mod:`aljax.loop`), so ``import aljax`` is cheap.
+Submodules load on first use (``aljax.Config`` imports :mod:`aljax.config`), so ``import aljax`` is cheap.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ import importlib
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "aljax.loop": ("Config", "Components", "State", "RoundInfo", "components", "make_run", "make_rounds",
-                   "init_state", "fit_round", "context", "acquire"),
+    "aljax.config": ("Config", "Components", "components"),
+    "aljax.round": ("State", "RoundInfo", "RoundContext", "Round", "make_round", "init_state", "fit", "context",
+                    "acquire"),
+    "aljax.schedules": ("make_run", "make_rounds", "make_seeds_run", "make_sequential"),
+    "aljax.round_metrics": ("RoundView", "METRICS"),
     "aljax.fit": ("Hyper", "FitResult", "FITTERS", "make_fitter"),
     "aljax.models": ("Model", "MODELS", "make_model", "from_flax", "from_functions"),
     "aljax.optim": ("OPTIMIZERS", "make_optimizer"),
