@@ -401,6 +401,8 @@ REGISTRIES = [
     ("fitters", "aljax.fit", "FITTERS", "{}"),
     ("optimizers", "aljax.optim", "OPTIMIZERS", "{}"),
     ("protocols", "aljax.data", "PROTOCOLS", "{}"),
+    ("metrics (--metrics a,b; per round, in metrics.csv)", "aljax.round_metrics", "METRICS", "{}"),
+    ("learning-rate schedules by round (--lr-schedule)", "aljax.round_metrics", "LR_SCHEDULES", "{}"),
 ]
 
 

@@ -164,8 +164,9 @@ class Components(NamedTuple):
 
 class WholeFit(Fitter):
     """A fitter function ``fit(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper) ->
-    FitResult`` as epoch pieces: ``start`` runs the whole fit, then no epoch is due. Every schedule can
-    then drive it (under the continuous one its fit simply takes no epochs)."""
+    FitResult`` (held in ``train_epoch``) as epoch pieces: ``start`` runs the whole fit (passing
+    ``context=`` if the function takes it), then no epoch is due. Every schedule can then drive it
+    (under the continuous one its fit simply takes no epochs)."""
 
     def start(self, model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper, *, context=None) -> FitCarry:
         fit = self.train_epoch
