@@ -89,6 +89,7 @@ def config_fields() -> dict[str, tuple[object, type]]:
             continue
         hint = hints[f.name]
         base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+        base = base if isinstance(base, type) else str  # metrics: a comma-separated string here
         default = None if f.name == "n_classes" else CLI_DEFAULTS.get(f.name, f.default)
         out[f.name] = (default, base)
     return out

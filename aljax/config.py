@@ -48,8 +48,9 @@ class Config:
     ``strategy`` are specs (:mod:`aljax.spec`), names with settings such as ``"mlp(hidden=256)"``, or
     the objects themselves (module docstring). ``capacity`` is the label buffer's length (default:
     every label this config will ever take). ``metrics``: metric plug-ins computed after every fit
-    (a tuple of specs, or one string ``"test_nll,ece"``); ``lr_schedule``: a function of the
-    :class:`aljax.round.RoundContext` that multiplies the learning rate of each round's fit.
+    (a tuple of specs or metric functions, or one string ``"test_nll,ece"``); ``lr_schedule``: a
+    function of the :class:`aljax.round.RoundContext` (or its spec) that multiplies the learning rate
+    of each round's fit.
 
     ``phases > 1`` splits the rounds into that many consecutive scans inside the same program and
     grows the buffer before each to the labels that phase will hold, so early fits multiply fewer
@@ -75,9 +76,9 @@ class Config:
     phases: int = _setting(1, "grow the label buffer in this many phases (faster early fits)")
     forward_rows: int | None = _setting(None, "rows per eval-mode forward pass over the pool and the evaluation "
                                               "sets (bounds a deep model's memory); default: all at once")
-    metrics: tuple[str, ...] = _setting((), "per-round metric plug-ins, comma-separated: test_nll, ece, "
+    metrics: tuple[str | Metric, ...] = _setting((), "per-round metric plug-ins, comma-separated: test_nll, ece, "
                                             "label_entropy or pkg.mod:fn (@aljax.declare.metric)")
-    lr_schedule: str | None = _setting(None, "learning-rate multiplier by round: pkg.mod:fn "
+    lr_schedule: str | Callable | None = _setting(None, "learning-rate multiplier by round: pkg.mod:fn "
                                              "(@aljax.declare.schedule, a function of the round context)")
 
     def __post_init__(self):
@@ -145,8 +146,9 @@ def check_objects(config: Config) -> None:
         except TypeError:
             raise TypeError(f"Config.{name}: a {type(value).__name__} cannot be hashed; pass a spec string or "
                             "a hashable object (a function, a frozen dataclass)") from None
-    if not isinstance(config.lr_schedule, (str, type(None))):
-        raise TypeError(f"Config.lr_schedule must be a spec string or None, got {type(config.lr_schedule).__name__}")
+    if not (config.lr_schedule is None or isinstance(config.lr_schedule, str) or callable(config.lr_schedule)):
+        raise TypeError(f"Config.lr_schedule must be a spec string, a function of the round context or None, "
+                        f"got {type(config.lr_schedule).__name__}")
 
 
 class Components(NamedTuple):

@@ -114,16 +114,17 @@ def step_decay(ctx: RoundContext, *, every: int = 10, factor: float = 0.5) -> ja
 LR_SCHEDULES: dict[str, Callable] = {"step_decay": step_decay}
 
 
-def split_specs(value: Any) -> tuple[str, ...]:
-    """``Config.metrics`` as a tuple of specs: None -> (); ``"a,b(k=1)"`` -> ("a", "b(k=1)"); a tuple or
-    list of strings as it is. One-line TypeError otherwise."""
+def split_specs(value: Any) -> tuple[str | Metric, ...]:
+    """``Config.metrics`` as a tuple: None -> (); ``"a,b(k=1)"`` -> ("a", "b(k=1)"); a tuple or list of
+    spec strings and metric functions as it is. One-line TypeError otherwise."""
     if value is None:
         return ()
     if isinstance(value, str):
         return tuple(part.strip() for part in specs._split_args(value.replace(" ", "")) if part.strip())
-    if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+    if isinstance(value, (tuple, list)) and all(isinstance(v, str) or callable(v) for v in value):
         return tuple(value)
-    raise TypeError(f"metrics must be a comma-separated string or a tuple of spec strings, got {value!r}")
+    raise TypeError(f"metrics must be a comma-separated string or a tuple of spec strings and metric functions, "
+                    f"got {value!r}")
 
 
 def _plugin(registry: dict[str, Callable], text: str, kind: str) -> Callable:
@@ -138,19 +139,21 @@ def _plugin(registry: dict[str, Callable], text: str, kind: str) -> Callable:
 
 
 @functools.cache
-def make_metrics(names: tuple[str, ...]) -> tuple[tuple[str, Metric], ...]:
-    """(spec, metric function) of each spec in ``names``; one-line SpecError for an unknown name, an
-    undeclared function or a bad setting, and for a spec given twice."""
+def make_metrics(names: tuple[str | Metric, ...]) -> tuple[tuple[str, Metric], ...]:
+    """(name, metric function) of each entry of ``names``: a spec (one-line SpecError for an unknown
+    name, an undeclared function or a bad setting) or a metric function itself (the Python API);
+    a SpecError for an entry given twice."""
     if len(set(names)) < len(names):
-        raise specs.SpecError(f"metrics {', '.join(names)}: a metric is named twice")
-    return tuple((name, _plugin(METRICS, name, "metric")) for name in names)
+        raise specs.SpecError(f"metrics {', '.join(map(str, names))}: a metric is named twice")
+    return tuple((name, _plugin(METRICS, name, "metric")) if isinstance(name, str)
+                 else (getattr(name, "__name__", repr(name)), name) for name in names)
 
 
 @functools.cache
-def make_lr_schedule(name: str) -> Callable:
+def make_lr_schedule(name: str | Callable) -> Callable:
     """The learning-rate multiplier function ``fn(ctx) -> ()`` a spec names (:data:`LR_SCHEDULES` or
-    an out-of-tree ``pkg.mod:fn`` declared with ``@aljax.declare.schedule``)."""
-    return _plugin(LR_SCHEDULES, name, "schedule")
+    an out-of-tree ``pkg.mod:fn`` declared with ``@aljax.declare.schedule``), or the function itself."""
+    return _plugin(LR_SCHEDULES, name, "schedule") if isinstance(name, str) else name
 
 
 RESERVED = ("seed", "round", "order", "targets", "seconds")  # columns and chunk arrays that are not metrics

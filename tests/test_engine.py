@@ -114,6 +114,11 @@ def test_objects_and_specs_alike():
         with pytest.raises(TypeError, match=text) as err:
             Config(**{field: value})
         assert "\n" not in str(err.value)
+    from aljax.round_metrics import ece
+    plugins = components(Config(metrics=(ece, "test_nll"), lr_schedule=frozen_after_first))
+    assert [name for name, _ in plugins.metrics] == ["ece", "test_nll"] and plugins.lr_schedule is frozen_after_first
+    with pytest.raises(TypeError, match="Config.lr_schedule must be a spec string, a function"):
+        Config(lr_schedule=3)
     with pytest.raises(ValueError, match="metric 'os:getcwd' is not declared"):
         Config(metrics="os:getcwd")
     with pytest.raises(ValueError, match="unknown metric 'tset_nll'; did you mean 'test_nll'"):
