@@ -8,7 +8,7 @@ The names a user imports::
     run = jax.jit(jax.vmap(aljax.make_run(config), in_axes=(None, None, 0)))
     state, info = run(data, aljax.Hyper(), jax.random.split(jax.random.key(0), 8))
 
-Submodules load on first use (``aljax.Config`` imports :mod:`aljax.loop`), so ``import aljax`` is cheap.
+Submodules load on first use (``aljax.Config`` imports :mod:`aljax.config`), so ``import aljax`` is cheap.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ except metadata.PackageNotFoundError:  # run from a source tree that was never i
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "aljax.loop": ("Config", "Components", "State", "RoundInfo", "components", "make_run", "make_rounds",
-                   "init_state", "fit_round", "context", "acquire"),
+    "aljax.config": ("Config", "Components", "components"),
+    "aljax.round": ("State", "RoundInfo", "RoundContext", "Round", "make_round", "init_state", "fit", "context",
+                    "acquire"),
+    "aljax.schedules": ("make_run", "make_rounds", "make_seeds_run", "make_sequential"),
+    "aljax.round_metrics": ("RoundView", "METRICS"),
     "aljax.fit": ("Hyper", "FitResult", "FITTERS", "make_fitter"),
     "aljax.models": ("Model", "MODELS", "make_model", "from_flax", "from_functions"),
     "aljax.optim": ("OPTIMIZERS", "make_optimizer"),
@@ -41,8 +44,10 @@ if TYPE_CHECKING:  # what the lazy __getattr__ below returns, spelled out for ty
     from aljax.data import (Data, DataError, Pool, Raw, Split, dev_data, load_dataset, make_pool, make_split,
                             seed_data)
     from aljax.fit import FITTERS, FitResult, Hyper, make_fitter
-    from aljax.loop import (Components, Config, RoundInfo, State, acquire, components, context, fit_round,
-                            init_state, make_rounds, make_run)
+    from aljax.config import Components, Config, components
+    from aljax.round import Round, RoundContext, RoundInfo, State, acquire, context, fit, init_state, make_round
+    from aljax.round_metrics import METRICS, RoundView
+    from aljax.schedules import make_rounds, make_run, make_seeds_run, make_sequential
     from aljax.models import MODELS, Model, from_flax, from_functions, make_model
     from aljax.optim import OPTIMIZERS, make_optimizer
     from aljax.spec import Spec, SpecError

@@ -27,9 +27,11 @@ import aljax
 from aljax import atomic, fetch, interrupt, seeds, store, tracking
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
-from aljax.fit import FITTERS
-from aljax.loop import INITIAL, ORACLES, Config, Hyper, RoundInfo, components
+from aljax.config import INITIAL, ORACLES, Config, components
+from aljax.fit import FITTERS, Hyper
 from aljax.optim import check_optimizer
+from aljax.round import columns
+from aljax.round_metrics import RESERVED, MetricError
 from aljax.spec import check as check_spec, domains, settings_of, unknown
 from aljax.store import StoreError
 from aljax.models import check_model, output_shape
@@ -66,7 +68,8 @@ FLAG_ALIASES = {"n_initial": ["--init"]}
 DERIVED = {"rounds"}  # Config fields computed from other settings
 # The command line's own defaults where they differ from Config's: Config keeps the article's
 # initial="first" (its reproduction uses it); many seeds need random initial sets to differ.
-CLI_DEFAULTS = {"initial": None}  # None: resolved by default_initial()
+CLI_DEFAULTS = {"initial": None, "metrics": None}  # initial None: resolved by default_initial(); metrics None:
+# none, left out of config.toml, so folders written before metrics existed still match
 
 
 def default_initial(protocol: str) -> str:
@@ -89,6 +92,7 @@ def config_fields() -> dict[str, tuple[object, type]]:
             continue
         hint = hints[f.name]
         base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+        base = base if isinstance(base, type) else str  # metrics: a comma-separated string here
         default = None if f.name == "n_classes" else CLI_DEFAULTS.get(f.name, f.default)
         out[f.name] = (default, base)
     return out
@@ -247,8 +251,9 @@ def check_pool(config: Config, n_pool: int) -> None:
 
 
 def chunk_outputs(state, info) -> dict:
-    """What a chunk brings back to the host: every per-round metric, the acquisition order and labels."""
-    return {**dataclasses.asdict(info), "order": state.order, "targets": state.targets}
+    """What a chunk brings back to the host: every per-round metric (built-ins and plug-ins,
+    :func:`aljax.round.columns`), the acquisition order and labels."""
+    return {**columns(info), "order": state.order, "targets": state.targets}
 
 
 def gigabytes(n: float) -> str:
@@ -315,7 +320,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress = Progress(config.rounds, quiet=args.quiet)
         run = seeds.make_program(config, progress.hook, schedule=settings["schedule"] or "lockstep")
         t0 = time.perf_counter()
-        compiled = seeds.compile_chunks(run, data, hyper, chunk, chunk_outputs)
+        try:
+            compiled = seeds.compile_chunks(run, data, hyper, chunk, chunk_outputs)
+        except MetricError as err:  # raised while tracing: nothing has run or been written
+            raise CliError(str(err)) from None
         compile_s = time.perf_counter() - t0
         fits = seeds.fitting_chunk(compiled, chunk)
         if fits is not None:
@@ -374,8 +382,7 @@ def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
     """Assemble the checkpoints into the final files; ``metrics.csv`` goes last."""
     chunks = store.load_chunks(out, n_chunks)
     seed_ids = chunks["seed"]
-    # (a chunk written before a metric existed lacks it: such a metric is left out, not invented)
-    metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo) if f.name in chunks}
+    metrics = {k: v for k, v in chunks.items() if k not in RESERVED}  # built-ins, then the plug-ins' columns
     atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
     seconds = [float(s) for s in chunks["seconds"]]
     store.add_timing(out, "chunk_s", seconds, append=False)
@@ -481,6 +488,8 @@ REGISTRIES = [
     ("fitters", "aljax.fit", "FITTERS", "{}"),
     ("optimizers", "aljax.optim", "OPTIMIZERS", "{}"),
     ("protocols", "aljax.data", "PROTOCOLS", "{}"),
+    ("metrics (--metrics a,b; per round, in metrics.csv)", "aljax.round_metrics", "METRICS", "{}"),
+    ("learning-rate schedules by round (--lr-schedule)", "aljax.round_metrics", "LR_SCHEDULES", "{}"),
 ]
 
 
@@ -597,7 +606,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         dirs.insert(0, Path(args.baseline))  # a baseline folder not among the runs is drawn first
     runs = [read_run(d) for d in dirs]
     if args.metric not in runs[0][1]:
-        raise CliError(unknown("metric", args.metric, [f.name for f in dataclasses.fields(RoundInfo)]))
+        raise CliError(unknown("metric", args.metric, [k for k in runs[0][1] if k not in RESERVED]))
     for d, (_, metrics) in zip(dirs, runs):
         if metrics["n_labeled"].shape[1] < 2:
             raise CliError(f"{d} has 0 query rounds (budget = initial labels), so it has no learning curve; "

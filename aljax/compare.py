@@ -3,7 +3,8 @@
 A curve set is ``labels (R,)`` (label counts after each fit) and ``acc (S, R)`` (test accuracy of S
 seeds). Seeds are paired across strategies: seed s of every strategy starts from the same initial
 labels, so differences are taken per seed before any averaging. Intervals are Student-t 95 % CIs
-over the seed distribution (:func:`aljax.metrics.mean_ci`).
+over the seed distribution (:func:`aljax.metrics.mean_ci`). Any per-round column, a metric plug-in's
+included, is a curve set: :func:`curve`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from aljax.metrics import mean_ci
+
+
+def curve(metrics: dict[str, np.ndarray], name: str = "test_accuracy") -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (R,), values (S, R))`` of the per-round column ``name`` of a run's metrics (as
+    :func:`aljax.store.read_metrics` returns them: the built-ins and every metric plug-in's column,
+    ``Config.metrics``); a one-line ValueError naming the columns there are."""
+    if name not in metrics:
+        columns = ", ".join(k for k in metrics if k not in ("seed", "round"))
+        raise ValueError(f"no metric {name!r} in this run (columns: {columns}); was it run with --metrics?")
+    return np.asarray(metrics["n_labeled"])[0], np.asarray(metrics[name])
 
 
 def summary(values) -> dict:

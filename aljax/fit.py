@@ -6,7 +6,7 @@ fitter is one bounded ``lax.while_loop`` with static shapes, so it jits and vmap
 early-stops on ``eval_split`` with patience, returning the BEST params and the optimiser state after the
 last step (the article neither restores nor resets it: it carries over to the next round). A
 :class:`Fitter` also exposes the pieces of that loop (``start``, ``epoch``, ``running``, ``result``),
-so the continuous seeds program (:func:`aljax.loop.make_seeds_run`) can step fits that start and stop
+so every schedule of the engine (:mod:`aljax.schedules`) can step fits that start and stop
 at different times; the call is built from the same pieces, so both give the same numbers.
 
 * ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit,
@@ -116,9 +116,12 @@ class FitCarry:
 class Fitter:
     """An early-stopped fitter, as one call and as the pieces of its ``lax.while_loop``.
 
-    ``fitter(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper) -> FitResult`` runs
-    the whole fit. The pieces let a caller step many fits that start and stop at different times
-    (:func:`aljax.loop.make_seeds_run`): ``start(...)`` (the same arguments) ``-> FitCarry``;
+    ``fitter(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper, *, context=None) ->
+    FitResult`` runs the whole fit. ``context``, an :class:`aljax.round.RoundContext` (the round index,
+    labels held, labels just added, the budget), tells the fit where it is; the engine always passes
+    it (to the pieces too). The built-in fitters do not read it: a per-round learning rate is the
+    engine's ``Config.lr_schedule``, applied to the ``optimizer`` it passes; a subclass may read it. The pieces let a caller step many fits that start and stop at different times
+    (:mod:`aljax.schedules`): ``start(...)`` (the same arguments) ``-> FitCarry``;
     ``epoch(model, optimizer, carry, x, y, w, eval_split, hyper) -> FitCarry``, one training epoch and
     one evaluation; ``running(carry, hyper)``, whether another epoch is due; ``result(carry) ->
     FitResult``. The call is ``result(while_loop(running, epoch, start(...)))``, so both ways give the
@@ -137,7 +140,8 @@ class Fitter:
 
     def start(self, model: Model, optimizer: optax.GradientTransformation, params: Params,
               opt_state: optax.OptState, key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array,
-              eval_split: Split, hyper: Hyper) -> FitCarry:
+              eval_split: Split, hyper: Hyper, *, context=None) -> FitCarry:
+        del context
         if self.begin is not None:
             params, opt_state, key = self.begin(model, optimizer, params, opt_state, key, x)
         return FitCarry(params, opt_state, params, n_correct(model.apply, params, eval_split),
@@ -149,7 +153,8 @@ class Fitter:
         return more if self.max_epochs is None else more & (carry.epochs < self.max_epochs)
 
     def epoch(self, model: Model, optimizer: optax.GradientTransformation, carry: FitCarry, x: jax.Array,
-              y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper) -> FitCarry:
+              y: jax.Array, w: jax.Array, eval_split: Split, hyper: Hyper, *, context=None) -> FitCarry:
+        del context
         key, k_epoch = jax.random.split(carry.key) if self.uses_key else (None, None)
         step = self.train_epoch(model, optimizer, x, y, w)
         params, opt_state, taken = step(carry.params, carry.opt_state, k_epoch)
@@ -166,14 +171,14 @@ class Fitter:
 
     def __call__(self, model: Model, optimizer: optax.GradientTransformation, params: Params,
                  opt_state: optax.OptState, key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array,
-                 eval_split: Split, hyper: Hyper) -> FitResult:
+                 eval_split: Split, hyper: Hyper, *, context=None) -> FitResult:
         """Repeat epochs, evaluating after each, until ``hyper.patience`` evaluations in a row fail to
         strictly improve eval accuracy (or ``hyper.max_steps`` steps, or ``max_epochs`` epochs);
         return the best params."""
-        start = self.start(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper)
+        start = self.start(model, optimizer, params, opt_state, key, x, y, w, eval_split, hyper, context=context)
         return self.result(jax.lax.while_loop(
             lambda c: self.running(c, hyper),
-            lambda c: self.epoch(model, optimizer, c, x, y, w, eval_split, hyper), start))
+            lambda c: self.epoch(model, optimizer, c, x, y, w, eval_split, hyper, context=context), start))
 
 
 def patience() -> Fitter:

@@ -10,7 +10,7 @@ results are dropped. All chunks share one compiled program::
 
 ``run(data, hyper, key) -> (state, info)`` is any experiment (:func:`aljax.loop.make_run` builds one);
 the runner does not care how it is built. A run marked ``over_seeds`` takes a chunk's keys (S,) at
-once: :func:`aljax.loop.make_seeds_run`, the continuous program, where a seed whose fit has stopped
+once: :func:`aljax.schedules.make_seeds_run`, the continuous program, where a seed whose fit has stopped
 goes on to its next round while the others fit, and a finished seed hands its lane to the next one.
 :func:`make_program` builds the backend's default (:func:`plan`: the one place the defaults live). ``progress=True`` prints one line per finished chunk with an
 ETA (or a bar on a terminal); to tick the bar per round too, build the run with the progress object's
@@ -52,7 +52,7 @@ def chunk_seeds(index: int, chunk_size: int) -> np.ndarray:
 
 def chunk_program(run: Callable, outputs: Callable | None = None) -> Callable:
     """``program(data, hyper, base_key, seeds (C,)) -> outputs(state, info)`` batched over the seeds, jitted.
-    A ``run`` marked ``over_seeds`` (:func:`aljax.loop.make_seeds_run`) takes the chunk's keys itself;
+    A ``run`` marked ``over_seeds`` (:func:`aljax.schedules.make_seeds_run`) takes the chunk's keys itself;
     any other is vmapped."""
     batched = run if getattr(run, "over_seeds", False) else jax.vmap(run, in_axes=(None, None, 0))
 
@@ -106,9 +106,9 @@ SCHEDULES = ("continuous", "lockstep", "sequential")
 
 class Plan(NamedTuple):
     """How seeds run on a backend: ``chunk_size`` seeds per compiled call (and per checkpoint), and the
-    ``schedule`` of a chunk (:data:`SCHEDULES`): ``continuous`` through :func:`aljax.loop.make_seeds_run`
+    ``schedule`` of a chunk (:data:`SCHEDULES`): ``continuous`` through :func:`aljax.schedules.make_seeds_run`
     with ``lanes`` seeds stepped at a time; ``lockstep``, one ``vmap`` of :func:`aljax.loop.make_run`;
-    ``sequential``, a ``lax.map`` of it (the chunk's seeds one after another, in the same program)."""
+    ``sequential``, :func:`aljax.schedules.make_sequential` (the chunk's seeds one after another, in the same program)."""
 
     chunk_size: int
     schedule: str
@@ -147,26 +147,17 @@ def make_program(config, on_round=None, schedule: str | None = None, lanes: int 
                  backend: str | None = None) -> Callable:
     """The seeds program of ``config`` for :func:`run_seeds` with ``schedule`` (:data:`SCHEDULES`;
     default: the backend's :func:`plan` for a model that does not convolve; for one that does, pass
-    ``plan(backend, convolutional=True).schedule``). ``continuous`` needs a fitter with epoch pieces
-    (an :class:`aljax.fit.Fitter`); others get the lockstep program."""
-    from aljax.loop import components, make_run, make_seeds_run
-    from aljax.fit import Fitter
+    ``plan(backend, convolutional=True).schedule``). ``config`` may be a :class:`aljax.round.Round`
+    (pieces replaced): every schedule drives the same round pieces (:mod:`aljax.schedules`)."""
+    from aljax.schedules import make_run, make_seeds_run, make_sequential
 
     default = plan(backend)
     schedule = schedule or default.schedule
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if schedule == "continuous" and isinstance(components(config).fitter, Fitter):
+    if schedule == "continuous":
         return make_seeds_run(config, on_round, lanes=default.lanes if lanes is None else lanes)
-    run = make_run(config, on_round)
-    if schedule != "sequential":
-        return run
-
-    def one_after_another(data, hyper, keys):
-        return jax.lax.map(lambda key: run(data, hyper, key), keys)
-
-    one_after_another.over_seeds = True
-    return one_after_another
+    return (make_sequential if schedule == "sequential" else make_run)(config, on_round)
 
 
 SAFETY = 0.8  # use at most this fraction of the free memory

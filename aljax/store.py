@@ -195,6 +195,9 @@ def load_chunks(run_dir: str | Path, n_chunks: int) -> dict[str, np.ndarray]:
     for i in range(n_chunks):
         with np.load(chunk_path(run_dir, i)) as z:
             parts.append({k: z[k] for k in z.files})
+        if parts[-1].keys() != parts[0].keys():  # metric plug-ins that changed under the run
+            raise StoreError(f"{chunk_path(run_dir, i)} holds columns {sorted(parts[-1])}, chunk 0 holds "
+                             f"{sorted(parts[0])}; rerun with --force to recompute every chunk")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -35,7 +35,10 @@ class Context:
     mode, computed once per round by the caller (the loop reuses them for its metrics); selectable
     (N,) bool: valid and not yet labeled; train_x (L, *sample_shape), train_y (L,), train_w (L,): the
     weighted training buffer (w sums to 1; w > 0 marks the labeled rows, which come first, in
-    acquisition order); query_size: rows taken this round (static int).
+    acquisition order); query_size: rows taken this round (static int); where the round is (the
+    engine's round context): round () int32, the round this query starts (1 for the first query);
+    n_labeled () int32, labels held before this query; budget (static int or None), labels held after
+    the last round (None where no experiment sets one: labeling, one-off callers).
     """
 
     model: Model
@@ -47,6 +50,9 @@ class Context:
     train_y: jax.Array
     train_w: jax.Array
     query_size: int
+    round: jax.Array | int = 0
+    n_labeled: jax.Array | int = 0
+    budget: int | None = None
 
     def apply(self, params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         """The model's logits (n, C) for x (n, *sample_shape); ``train=True`` with a ``key`` samples dropout."""
@@ -69,12 +75,15 @@ class Context:
 
 
 def make_context(model: Model, params: Params, pool_x: jax.Array, logits: jax.Array, selectable: jax.Array,
-                 order: jax.Array, targets: jax.Array, n_labeled: jax.Array, query_size: int) -> Context:
+                 order: jax.Array, targets: jax.Array, n_labeled: jax.Array, query_size: int, *, round=0,
+                 budget: int | None = None) -> Context:
     """The one way a :class:`Context` is built (the loop, labeling, the bench): the training buffer is
-    the pool rows ``order`` (L,) labeled ``targets`` (L,), of which the first ``n_labeled`` are real."""
+    the pool rows ``order`` (L,) labeled ``targets`` (L,), of which the first ``n_labeled`` are real;
+    ``round`` and ``budget``: where the experiment is (:class:`Context`)."""
     mask = jnp.arange(order.shape[0]) < n_labeled
     return Context(model=model, params=params, x=pool_x, logits=logits, selectable=selectable,
-                   train_x=pool_x[order], train_y=targets, train_w=mean_weights(mask), query_size=query_size)
+                   train_x=pool_x[order], train_y=targets, train_w=mean_weights(mask), query_size=query_size,
+                   round=round, n_labeled=n_labeled, budget=budget)
 
 
 Strategy = Callable[[jax.Array, Context], jax.Array]
