@@ -16,7 +16,8 @@ import pytest
 from aljax import spec as specs
 from aljax.cli import main, report
 from aljax.fit import FITTERS
-from aljax.loop import Config, Hyper, components, init_state, query
+from aljax.loop import Config, Hyper, components, init_state
+from aljax.round import query
 from aljax.metrics import mean_ci
 from aljax.models import MODELS, mlp
 from aljax.optim import OPTIMIZERS
@@ -230,7 +231,7 @@ def test_a_query_counts_the_rows_it_took_whose_score_was_not_finite(user_module)
         config = Config(strategy=strategy, n_initial=3, query_size=3, rounds=1, n_classes=3, initial="random")
         parts = components(config)
         state = init_state(config, data, Hyper(), jax.random.key(0))
-        after = query(config, stateful(parts.strategy), data, state, parts.model.apply(state.params, data.pool.x))
+        after = query(config, stateful(parts.strategy), data, state, parts.model.apply(state.params, data.pool.x), 0)
         assert int(state.nonfinite_picks) == 0 and int(after.nonfinite_picks) == count, strategy
         assert int(after.n_labeled) == 6
 
