@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aljax import atomic, interrupt, seeds, store
+from aljax import atomic, interrupt, manifest, seeds, store
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
@@ -250,11 +250,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.check_run(out, settings, force=args.force)  # writes nothing
     say = (lambda *a, **k: None) if args.quiet else print
     if not args.force and store.is_finished(out) and store.read_toml(out / store.CONFIG) == store_view(settings):
-        say(f"{out} already holds this finished run; pass --force to recompute it")
+        say(f"{out} already holds this finished run (every file verified); pass --force to recompute it")
         return 0
     # Chunk c always holds seeds c*chunk .. (c+1)*chunk-1: a run keeps the chunk size of its first chunk,
     # so resuming or extending it (more --seeds) computes exactly the seeds an uninterrupted run would.
-    sizes = {} if args.force else store.chunk_sizes(out) if out.is_dir() else {}
+    # Only verified chunks count (store.chunk_sizes): a damaged or missing one is computed again.
+    sizes = {} if args.force or not out.is_dir() else store.chunk_sizes(out)
     chunk = sizes.get(0) or min(settings["chunk_size"], settings["seeds"])
     n_chunks = seeds.n_chunks(settings["seeds"], chunk)
     kept = lambda c: int((seeds.chunk_seeds(c, chunk) < settings["seeds"]).sum())  # noqa: E731
@@ -266,7 +267,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from aljax.progress import Progress
 
-        progress = Progress(config.rounds, quiet=args.quiet)
+        progress = Progress(config.rounds, quiet=args.quiet, chunk_size=chunk, total_chunks=n_chunks)
         run = seeds.make_program(config, progress.hook, schedule=settings["schedule"] or "lockstep")
         t0 = time.perf_counter()
         compiled = seeds.compile_chunks(run, data, hyper, chunk, chunk_outputs)
@@ -281,18 +282,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError(f"a chunk of {chunk} seeds needs about {gigabytes(shared + per_seed * chunk)}, more than "
                            f"{seeds.SAFETY:.0%} of the {gigabytes(seeds.memory_available())} free on the {device}; "
                            f"{advice}")
-    store.open_run(out, settings, force=args.force)
-    say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
-    say(store.to_toml(settings), end="")
-    if done:
-        say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
-    if pending:
-        atomic.write_json(out / store.ENVIRONMENT, store.environment())
-        store.add_timing(out, "compile_s", compile_s)
-        seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
-                        outputs=chunk_outputs, progress=progress, skip=done, on_chunk=store.chunk_saver(out),
-                        compiled=compiled)
-    finish(out, settings, n_chunks, say)
+    try:
+        store.open_run(out, settings, force=args.force)
+        say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
+        say(store.to_toml(settings), end="")
+        if done:
+            say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
+        if pending:
+            store.write(out, store.ENVIRONMENT, atomic.write_json, store.environment())
+            store.add_timing(out, "compile_s", compile_s)
+            seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
+                            outputs=chunk_outputs, progress=progress, skip=done, on_chunk=store.chunk_saver(out),
+                            compiled=compiled)
+        elif damaged := store.damaged_finals(out):
+            say(f"rebuilding {', '.join(damaged)} from the verified chunks")
+        finish(out, settings, n_chunks, say)
+    except OSError as err:  # a write failed (full disk, quota, read-only): what is on disk is whole
+        why = err.strerror or type(err).__name__
+        raise StoreError(f"cannot write to {out} ({why}); finished chunks are kept: free some space (or make it "
+                         f"writable) and rerun the same command to resume") from None
     return 0
 
 
@@ -306,13 +314,14 @@ def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
     chunks = store.load_chunks(out, n_chunks)
     seed_ids = chunks["seed"]
     metrics = {f.name: chunks[f.name] for f in dataclasses.fields(RoundInfo)}
-    atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
+    store.write(out, store.ORDERS, atomic.write_npz, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
     seconds = [float(s) for s in chunks["seconds"]]
     store.add_timing(out, "chunk_s", seconds, append=False)
     store.add_timing(out, "run_s", sum(seconds), append=False)
     table = report({out.name: metrics}, out / store.FIGURE, title=f"{settings['strategy']} on {settings['dataset']}")
-    atomic.write_text(out / store.SUMMARY, table)
-    atomic.write_text(out / store.METRICS, store.metrics_csv(seed_ids, metrics))
+    manifest.add(out, out / store.FIGURE)
+    store.write(out, store.SUMMARY, atomic.write_text, table)
+    store.write(out, store.METRICS, atomic.write_text, store.metrics_csv(seed_ids, metrics))
     say(table, end="")
     say(f"results in {out}")
 
