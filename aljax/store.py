@@ -87,11 +87,11 @@ def read_toml(path: str | Path) -> dict:
 
 
 def write(run_dir: str | Path, name: str, save: Callable, /, *args, **kwargs) -> Path:
-    """``save(run_dir / name, *args, **kwargs)`` with one of :mod:`aljax.atomic`'s writers, then the
-    file's record in the run's manifest (every file of a run is written through here)."""
-    path = save(Path(run_dir) / name, *args, **kwargs)
-    manifest.add(run_dir, path)
-    return path
+    """``save(run_dir / name, *args, **kwargs)`` with one of :mod:`aljax.atomic`'s writers, the file
+    recorded in the run's manifest just before it is renamed into place (every file of a run is
+    written through here, so a file under its final name is always in the manifest)."""
+    record = lambda tmp: manifest.update(run_dir, {name: manifest.digest(tmp)})  # noqa: E731
+    return save(Path(run_dir) / name, *args, before_replace=record, **kwargs)
 
 
 def read_manifest(run_dir: str | Path) -> dict | None:

@@ -386,7 +386,8 @@ def test_a_run_keeps_its_chunk_size_and_schedule_and_old_folders_stay_lockstep(s
     tmp, args = small
     assert store.read_toml(tmp / "run" / store.CONFIG)["schedule"] == "continuous"  # the CPU default
     old = tmp_path / "old"
-    shutil.copytree(tmp / "run", old)  # a folder from before schedules: no schedule key
+    shutil.copytree(tmp / "run", old)  # a folder from before schedules (and manifests): no schedule key
+    (old / "manifest.json").unlink()
     settings = store.read_toml(old / store.CONFIG)
     del settings["schedule"]
     (old / store.CONFIG).write_text(store.to_toml(settings))
