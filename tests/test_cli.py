@@ -356,7 +356,8 @@ def test_ctrl_c_ends_the_run_with_130_and_a_rerun_resumes(small, env, tmp_path, 
 def test_an_out_of_tree_strategy_runs_through_the_cli(env, tmp_path):
     """``--strategy mymod:my_margin`` (a copy of margin on PYTHONPATH) acquires as ``--strategy margin``."""
     (tmp_path / "mymod.py").write_text(
-        "import jax\nimport jax.numpy as jnp\n\n"
+        "import jax\nimport jax.numpy as jnp\nimport aljax\n\n"
+        "@aljax.declare.strategy\n"
         "def my_margin(key, ctx):\n"
         "    def one(logits):\n"
         "        p = jax.nn.softmax(logits)\n"
