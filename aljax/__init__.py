@@ -14,6 +14,12 @@ Submodules load on first use (``aljax.Config`` imports :mod:`aljax.loop`), so ``
 from __future__ import annotations
 
 import importlib
+import sys
+
+if "-m" in sys.orig_argv and sys.orig_argv[sys.orig_argv.index("-m") + 1:][:1] == ["aljax"]:
+    from aljax import interrupt  # ``python -m aljax``: Ctrl-C ends the command from aljax's first line on
+
+    interrupt.install()
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -11,7 +11,17 @@ as SIGINT arrives, and a daemon thread blocked on that pipe prints the message a
 (no finalisation, no atexit, no running XLA thread touched). Every file of a run is written
 atomically (:mod:`aljax.atomic`), so what is on disk is whole: finished chunks are kept, and a
 leftover temporary file is removed by the next run. Standard library only, so that it can be
-installed before anything heavy is imported.
+installed before anything heavy is imported: ``python -m aljax`` installs it while importing the
+package (``aljax/__init__.py``), the ``aljax`` console script first thing in :func:`aljax.__main__.main`.
+
+Two windows remain where a handler is not ours, and what happens there:
+
+* while the Python interpreter itself starts (before any aljax code runs: a few milliseconds),
+  a Ctrl-C ends the process as Python ends it, killed by SIGINT (a shell shows status 130 either way);
+* once the command has returned, :func:`settle` ignores SIGINT until the process exits: Python's
+  finalization resets a Python-level handler to the default action, and a Ctrl-C there would kill
+  the process by SIGINT after its work was done (status -2 for a parent process). A command that has
+  finished exits with its own status.
 """
 
 from __future__ import annotations
@@ -49,3 +59,9 @@ def install(message: str | None = None) -> None:
 
     threading.Thread(target=wait, name="aljax-interrupt", daemon=True).start()
     _installed = True
+
+
+def settle() -> None:
+    """The command has returned: ignore SIGINT from here to the process's exit (see above)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
