@@ -27,7 +27,7 @@ from aljax import atomic, interrupt, manifest, seeds, store
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
-from aljax.spec import settings_of, unknown
+from aljax.spec import SpecError, settings_of, unknown
 from aljax.store import StoreError
 from aljax.models import convolves, samples_differ
 from aljax.strategies import SAMPLED, is_stochastic, resolve as resolve_strategy
@@ -552,7 +552,7 @@ class Parser(argparse.ArgumentParser):
     """Argument errors as every other bad input: one line on stderr (no usage dump), exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"aljax: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"aljax: error: {interrupt.one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -583,8 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return status
-    except (CliError, DataError, StoreError) as err:
-        print(f"aljax: error: {err}", file=sys.stderr)
+    except (CliError, DataError, StoreError, SpecError) as err:
+        print(f"aljax: error: {interrupt.one_line(str(err))}", file=sys.stderr)  # one line, of bounded length
         return 2
     except BrokenPipeError:  # `aljax list | head -3`: the reader has gone; end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -31,7 +31,8 @@ import signal
 import sys
 import threading
 
-MESSAGE = "aljax: interrupted; rerun the same command to resume (finished chunks and added labels are kept)"
+MESSAGE = "aljax: interrupted; rerun the same command to resume (finished chunks are kept)"  # a command may set its own
+MAX_MESSAGE = 500  # characters of an error message printed (a 1 MB name is not echoed whole)
 STATUS = 130
 _installed = False
 
@@ -65,3 +66,13 @@ def settle() -> None:
     """The command has returned: ignore SIGINT from here to the process's exit (see above)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as one line of at most about ``limit`` characters: line breaks and other control
+    characters become spaces, and the middle of a longer text is cut (its length is said)."""
+    text = "".join(c if c.isprintable() else " " for c in text)
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} [... {len(text) - 2 * half} characters cut ...] {text[-half:]}"

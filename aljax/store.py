@@ -87,11 +87,10 @@ def read_toml(path: str | Path) -> dict:
 
 
 def write(run_dir: str | Path, name: str, save: Callable, /, *args, **kwargs) -> Path:
-    """``save(run_dir / name, *args, **kwargs)`` with one of :mod:`aljax.atomic`'s writers, the file
-    recorded in the run's manifest just before it is renamed into place (every file of a run is
-    written through here, so a file under its final name is always in the manifest)."""
-    record = lambda tmp: manifest.update(run_dir, {name: manifest.digest(tmp)})  # noqa: E731
-    return save(Path(run_dir) / name, *args, before_replace=record, **kwargs)
+    """``save(run_dir / name, *args, **kwargs)`` with one of :mod:`aljax.atomic`'s writers, recorded
+    in the run's manifest (:func:`aljax.manifest.write`: every file of a run is written through here,
+    and a file under its final name always matches its entry)."""
+    return manifest.write(run_dir, name, save, Path(run_dir) / name, *args, **kwargs)
 
 
 def read_manifest(run_dir: str | Path) -> dict | None:
