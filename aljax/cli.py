@@ -215,6 +215,27 @@ def check_pool(config: Config, n_pool: int) -> None:
 
 # ----------------------------------------------------------------------------- aljax run
 
+INT32_MAX = 2**31 - 1  # the program counts (steps, rows, labels) in int32
+MAX_SEEDS_ENV = "ALJAX_MAX_SEEDS"
+MAX_SEEDS = 1_000_000  # seeds of one run, unless $ALJAX_MAX_SEEDS says otherwise
+
+
+def check_caps(settings: dict) -> None:
+    """Every integer setting within int32 (the program's counters) and ``seeds`` within the cap
+    (:data:`MAX_SEEDS`, overridden by ``$ALJAX_MAX_SEEDS``): a number beyond them is one line, not a
+    hang or an overflow."""
+    for key, (_, kind) in all_settings().items():
+        value = settings.get(key)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
+            shown = value if len(str(value)) <= 20 else f"a {len(str(abs(value)))}-digit number"
+            raise CliError(f"{key.replace('_', '-')} = {shown} is beyond {INT32_MAX}, the largest count the program "
+                           f"holds (int32)")
+    cap = int(os.environ.get(MAX_SEEDS_ENV) or MAX_SEEDS)
+    if settings["seeds"] > cap:
+        raise CliError(f"{settings['seeds']} seeds is more than the cap of {cap}; run fewer (a run can be extended "
+                       f"later), or raise the cap with {MAX_SEEDS_ENV}={settings['seeds']}")
+
+
 
 def chunk_outputs(state, info) -> dict:
     """What a chunk brings back to the host: every per-round metric, the acquisition order and labels."""
@@ -227,6 +248,7 @@ def gigabytes(n: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args)
+    check_caps(settings)
     rounds = check(settings)
     data_dir, how = find_data_dir(args.data_dir)
     raw = load_dataset(settings["dataset"], data_dir, how)
@@ -467,6 +489,21 @@ def read_run(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return settings, metrics
 
 
+def check_replaceable(*paths: Path) -> None:
+    """A one-line CliError unless each of ``paths`` is new or a file aljax wrote and nobody changed
+    since (as the manifest of its folder records it): ``aljax plot`` never replaces a user's file."""
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            listed = manifest.read(path.parent)
+        except manifest.ManifestError as err:
+            raise CliError(str(err)) from None
+        if path.is_dir() or listed is None or manifest.status(path.parent, path.name, listed) != "ok":
+            raise CliError(f"{path} exists and is not a file aljax wrote (or it changed since); choose another --out "
+                           f"or move it away")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.runs]
     runs = [read_run(d) for d in dirs]
@@ -493,10 +530,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
         title += f"; runs differ in {', '.join(differ)}"
     heading = f"**{title}**" if title else ""
     png = Path(args.out)
+    check_replaceable(png, png.with_suffix(".md"))
     try:
         png.parent.mkdir(parents=True, exist_ok=True)
         table = report({n: m for n, (_, m) in zip(names, runs)}, png, title=title, metric=args.metric, heading=heading)
-        atomic.write_text(png.with_suffix(".md"), table)
+        manifest.add(png.parent, png)  # marks both files as aljax's: a later plot may replace them
+        manifest.write(png.parent, png.with_suffix(".md").name, atomic.write_text, png.with_suffix(".md"), table)
     except OSError as err:
         raise CliError(f"cannot write {png} ({err.strerror}); choose another --out") from None
     print(table, end="")
@@ -590,5 +629,5 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:  # only where interrupt.install() could not run (not the main thread)
-        print(f"\n{interrupt.MESSAGE}", file=sys.stderr)
+        print(("\n" if sys.stderr.isatty() else "") + interrupt.MESSAGE, file=sys.stderr)  # end a progress bar's line
         return interrupt.STATUS

@@ -87,7 +87,8 @@ def cmd_export(args) -> str:
 
 def _handler(command):
     def run(args) -> int:
-        interrupt.MESSAGE = f"aljax label {args.label_command}: interrupted; labels already added are kept"
+        run_message, interrupt.MESSAGE = interrupt.MESSAGE, (f"aljax label {args.label_command}: interrupted; "
+                                                              f"labels already added are kept")
         try:
             print(command(args))
         except (store.LabelingError, DataError) as err:
@@ -100,6 +101,8 @@ def _handler(command):
         except KeyboardInterrupt:
             print(interrupt.MESSAGE, file=sys.stderr)
             return 130
+        finally:
+            interrupt.MESSAGE = run_message
         return 0
 
     return run

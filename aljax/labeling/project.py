@@ -148,6 +148,11 @@ class Settings:
     image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        for name in ("seed", "patience", "max_steps", "budget"):
+            value = getattr(self, name)
+            if value is not None and not -2**31 < value < 2**31:
+                raise LabelingError(f"--{name.replace('_', '-')} {value if len(str(value)) <= 20 else '(huge)'} is "
+                                    f"beyond {2**31 - 1}, the largest count the program holds (int32)")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or "" in self.classes:
             raise LabelingError(f"classes must be at least two distinct non-empty names, got {','.join(self.classes)!r}")
 
