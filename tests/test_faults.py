@@ -166,7 +166,11 @@ def test_run_fault(finished, tmp_path, monkeypatch, capsys, case):
     before = snapshot(run)
     names = {"tmp": tmp_path, "evil": evil_module(tmp_path)}
     monkeypatch.syspath_prepend(str(tmp_path))
-    argv = [*args[:-1], run, *[a.format(**names) for a in extra]]
+    base = args[:-1]
+    if "--config" in extra:  # the file's seeds, not the flag's
+        at = base.index("--seeds")
+        base = base[:at] + base[at + 2:]
+    argv = [*base, run, *[a.format(**names) for a in extra]]
     if writer is not None:
         monkeypatch.setattr(atomic, "atomic_write", writer)
     got, _, err = call(capsys, *argv)
@@ -377,10 +381,12 @@ def test_sigint_at_random_early_moments_is_130_or_a_clean_exit_never_a_signal_de
     env = os.environ | {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     rng = random.Random(0)
     argv = [sys.executable, "-m", "aljax", "run", "--out", "unused", "--strategy", "margn"]
-    procs = [(rng.uniform(0, 4), subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.PIPE, text=True,
-                                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)))
-             for _ in range(6)]
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the children (no preexec_fn: no fork)
+    try:
+        procs = [(rng.uniform(0, 4), subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                      stderr=subprocess.PIPE, text=True)) for _ in range(6)]
+    finally:
+        signal.signal(signal.SIGINT, handler)
     start = time.monotonic()
     for delay, proc in sorted(procs, key=lambda p: p[0]):
         time.sleep(max(0.0, start + delay - time.monotonic()))
