@@ -230,7 +230,10 @@ def check_caps(settings: dict) -> None:
             shown = value if len(str(value)) <= 20 else f"a {len(str(abs(value)))}-digit number"
             raise CliError(f"{key.replace('_', '-')} = {shown} is beyond {INT32_MAX}, the largest count the program "
                            f"holds (int32)")
-    cap = int(os.environ.get(MAX_SEEDS_ENV) or MAX_SEEDS)
+    try:
+        cap = int(os.environ.get(MAX_SEEDS_ENV) or MAX_SEEDS)
+    except ValueError:
+        raise CliError(f"{MAX_SEEDS_ENV} must be a whole number, got {os.environ[MAX_SEEDS_ENV]!r}") from None
     if settings["seeds"] > cap:
         raise CliError(f"{settings['seeds']} seeds is more than the cap of {cap}; run fewer (a run can be extended "
                        f"later), or raise the cap with {MAX_SEEDS_ENV}={settings['seeds']}")

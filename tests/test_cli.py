@@ -239,6 +239,15 @@ def test_progress_bar_ticks_over_chunks_and_rounds():
     assert "chunk 2/2 seeds 10-19" in stream.getvalue()
 
 
+def test_a_resumed_run_numbers_its_chunks_by_their_index():
+    stream = io.StringIO()
+    progress = Progress(5, stream=stream, chunk_size=4, total_chunks=3)
+    progress.begin(1)  # chunks 0 and 1 were finished by an earlier invocation
+    progress.start_chunk(0, 8, 11)
+    progress.end_chunk()
+    assert stream.getvalue().startswith("chunk 3/3 (seeds 8-11) done")
+
+
 def test_progress_without_a_terminal_prints_a_line_per_chunk_with_an_eta():
     stream = io.StringIO()
     progress = Progress(5, stream=stream)

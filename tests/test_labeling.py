@@ -434,7 +434,7 @@ def folder_hash(root: Path) -> str:
 def image_project(tmp: Path, name: str = "p") -> tuple[Path, dict[str, str]]:
     truth = write_digits(tmp / "img")
     (tmp / "seed.csv").write_text("id,label\n" + "".join(f"im{i:02d}.png,{truth[f'im{i:02d}.png']}\n" for i in range(3)))
-    labeling.init_project(tmp / name, tmp / "img", ["a", "b", "c"], seed_labels=tmp / "seed.csv")
+    labeling.init_project(tmp / name, tmp / "img", ["a", "b", "c"], seed_labels=tmp / "seed.csv", size=(8, 8))
     return tmp / name, truth
 
 

@@ -161,3 +161,15 @@ def test_add_timing_appends_one_entry_per_call(tmp_path):
     store.add_timing(tmp_path, "compile_s", 2.5)
     store.add_timing(tmp_path, "run_s", 3.0, append=False)
     assert json.loads((tmp_path / store.TIMINGS).read_text()) == {"compile_s": [1.5, 2.5], "run_s": 3.0}
+
+
+def test_the_git_commit_is_read_without_refreshing_the_index(monkeypatch):
+    seen = []
+
+    def run(argv, **kwargs):
+        seen.append(kwargs.get("env", {}).get("GIT_OPTIONAL_LOCKS"))
+        raise OSError("no git here")
+
+    monkeypatch.setattr(store.subprocess, "run", run)
+    assert store.environment()["git_commit"] is None
+    assert seen == ["0"]
