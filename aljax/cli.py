@@ -496,12 +496,12 @@ def check_replaceable(*paths: Path) -> None:
     """A one-line CliError unless each of ``paths`` is new or a file aljax wrote and nobody changed
     since (as the manifest of its folder records it): ``aljax plot`` never replaces a user's file."""
     for path in paths:
-        if not path.exists():
-            continue
         try:
-            listed = manifest.read(path.parent)
+            listed = manifest.read(path.parent) if path.parent.is_dir() else None  # read even for a new file
         except manifest.ManifestError as err:
             raise CliError(str(err)) from None
+        if not path.exists():
+            continue
         if path.is_dir() or listed is None or manifest.status(path.parent, path.name, listed) != "ok":
             raise CliError(f"{path} exists and is not a file aljax wrote (or it changed since); choose another --out "
                            f"or move it away")

@@ -58,8 +58,9 @@ def read(folder: str | Path) -> dict | None:
         if not isinstance(files, dict):
             raise TypeError("files is not a table")
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ManifestError(f"{path} is damaged ({type(err).__name__}); delete it to have aljax check the folder's "
-                            f"files as it does for a folder written before manifests") from None
+        raise ManifestError(f"{path} is damaged or not aljax's ({type(err).__name__}); if aljax wrote it, delete it "
+                            f"(aljax then checks the folder's files as for a folder written before manifests), "
+                            f"otherwise choose another folder") from None
     if schema != SCHEMA:
         raise ManifestError(f"{Path(folder)} was written by an aljax with folder layout {schema!r} (this one knows "
                             f"layout {SCHEMA}); use that version of aljax, or choose another folder")
@@ -105,7 +106,7 @@ def write(folder: str | Path, name: str, save, path: str | Path, *args, **kwargs
     written = save(path, *args, before_replace=stage, **kwargs)
     with locked(folder):
         manifest = read(folder)
-        entry = manifest["files"].get(name, {})
+        entry = {} if manifest is None else manifest["files"].get(name, {})
         if entry.pop("previous", None) is not None:
             write_json(Path(folder) / MANIFEST, manifest)
     return written
