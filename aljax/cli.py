@@ -239,7 +239,6 @@ def check_caps(settings: dict) -> None:
                        f"later), or raise the cap with {MAX_SEEDS_ENV}={settings['seeds']}")
 
 
-
 def chunk_outputs(state, info) -> dict:
     """What a chunk brings back to the host: every per-round metric, the acquisition order and labels."""
     return {**dataclasses.asdict(info), "order": state.order, "targets": state.targets}
