@@ -53,6 +53,7 @@ SUMMARY = "summary.md"
 METRICS = "metrics.csv"  # the completion marker: written last
 FINAL_FILES = (ORDERS, TIMINGS, FIGURE, SUMMARY, METRICS)
 ALL_FILES = (CONFIG, ENVIRONMENT) + FINAL_FILES
+LEGACY_MAX_BYTES = 2 << 30  # an array of a folder without a manifest is read only if it declares less
 CHUNK_NAME = re.compile(r"chunks/chunk-\d{5}\.npz")  # the only other names a run writes
 
 
@@ -104,8 +105,11 @@ def read_manifest(run_dir: str | Path) -> dict | None:
 def readable(path: Path) -> bool:
     """Whether a file of a run folder without a manifest reads back whole (the rule by which such a
     folder is adopted): arrays load, CSV, TOML and JSON parse, a PNG ends with its IEND chunk."""
+    from aljax.data import check_array_file
+
     try:
         if path.suffix == ".npz":
+            check_array_file(path, LEGACY_MAX_BYTES)  # its declared sizes, before reading it
             with np.load(path, allow_pickle=False) as z:
                 for key in z.files:
                     z[key]

@@ -76,7 +76,7 @@ def contact_sheet(project: Project, proposal: Proposal, cell: int = 120, columns
             try:
                 with Image.open(project.paths[r]) as im:
                     thumb = im.convert("RGB")
-            except OSError as err:
+            except (OSError, Image.DecompressionBombError) as err:
                 raise LabelingError(f"{project.paths[r]}: not a readable image ({type(err).__name__}); restore the "
                                     f"original file, or delete it and run `aljax label next --project {project.root} "
                                     f"--drop-missing` to go on without it") from None
