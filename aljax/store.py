@@ -155,9 +155,10 @@ def _is_temporary(name: str) -> bool:
 
 
 def holds_files(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds anything but an empty ``chunks/`` folder and aljax's temporary files."""
-    return any(not _is_temporary(p.name) and not (p.name == CHUNKS and p.is_dir() and not any(p.iterdir()))
-               for p in run_dir.iterdir())
+    """Whether ``run_dir`` holds anything but its manifest, an empty ``chunks/`` folder and aljax's
+    temporary files (what a run killed before its first file leaves)."""
+    return any(not _is_temporary(p.name) and p.name != manifest.MANIFEST
+               and not (p.name == CHUNKS and p.is_dir() and not any(p.iterdir())) for p in run_dir.iterdir())
 
 
 def _force_hint(listed: dict | None) -> str:
@@ -184,7 +185,7 @@ def check_run(run_dir: str | Path, config: dict, force: bool = False) -> None:
 
     Usable: a new or empty folder, one holding the same config (resumed), or the same config with
     more ``seeds`` (extended: the finished seeds are kept). A different config needs ``force``, which
-    is refused where there is no manifest (files aljax did not write). A folder of an unknown layout
+    is refused where no manifest records a run (files aljax did not write). A folder of an unknown layout
     (:data:`aljax.manifest.SCHEMA`), or with a damaged config, is refused.
     """
     run_dir = Path(run_dir)
@@ -197,9 +198,10 @@ def check_run(run_dir: str | Path, config: dict, force: bool = False) -> None:
         return
     listed = read_manifest(run_dir)
     if force:
-        if listed is None and holds_files(run_dir):
-            raise StoreError(f"{run_dir} holds files but no {manifest.MANIFEST}, so aljax cannot tell which of them "
-                             f"it wrote and --force deletes nothing there; choose another --out")
+        if holds_files(run_dir) and (listed is None or CONFIG not in listed["files"]):
+            what = f"no {manifest.MANIFEST}" if listed is None else f"no run in its {manifest.MANIFEST}"
+            raise StoreError(f"{run_dir} holds files but {what}, so aljax cannot tell which of them it wrote for a "
+                             f"run and --force deletes nothing there; choose another --out")
         return
     if (run_dir / CONFIG).exists():
         old = read_config(run_dir, listed)
@@ -209,7 +211,7 @@ def check_run(run_dir: str | Path, config: dict, force: bool = False) -> None:
                              if old.get(k) != config.get(k) and not grown(k))
             raise StoreError(f"{run_dir} holds a different run ({diff}); {_force_hint(listed)}")
     elif holds_files(run_dir):
-        raise StoreError(f"{run_dir} is not empty and holds no aljax run; {_force_hint(listed)}")
+        raise StoreError(f"{run_dir} is not empty and holds no aljax run; choose another --out")
 
 
 def is_extension(old: dict, new: dict) -> bool:
@@ -263,14 +265,14 @@ def adopt(run_dir: Path) -> None:
 
 
 def clear(run_dir: Path, listed: dict | None) -> None:
-    """Delete the files the manifest ``listed`` records (names a run writes, nothing else) and their
-    records."""
+    """Delete the files the manifest ``listed`` records that have names a run writes (nothing else),
+    and their records."""
     if listed is None:  # check_run let --force through only for a folder without files
         return
-    for name in listed["files"]:
-        if name in ALL_FILES or CHUNK_NAME.fullmatch(name):
-            (run_dir / name).unlink(missing_ok=True)
-    manifest.update(run_dir, forget=list(listed["files"]))
+    names = [name for name in listed["files"] if name in ALL_FILES or CHUNK_NAME.fullmatch(name)]
+    for name in names:
+        (run_dir / name).unlink(missing_ok=True)
+    manifest.update(run_dir, forget=names)
 
 
 def chunk_path(run_dir: str | Path, index: int) -> Path:

@@ -68,6 +68,15 @@ def test_force_deletes_only_the_files_the_manifest_lists(tmp_path):
     assert listed["schema"] == 1 and list(listed["files"]) == [store.CONFIG]
 
 
+def test_force_needs_a_run_in_the_manifest(tmp_path):
+    from aljax import manifest
+
+    manifest.write(tmp_path, "cmp.png", atomic.write_text, tmp_path / "cmp.png", "a plot")  # e.g. aljax plot's
+    with pytest.raises(StoreError, match="no run in its manifest.json"):
+        store.check_run(tmp_path, CONFIG, force=True)
+    assert (tmp_path / "cmp.png").read_text() == "a plot"
+
+
 def test_a_crafted_manifest_cannot_make_force_delete_outside_the_run(tmp_path):
     run = tmp_path / "run"
     store.open_run(run, CONFIG)
