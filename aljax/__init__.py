@@ -14,6 +14,13 @@ Submodules load on first use (``aljax.Config`` imports :mod:`aljax.config`), so 
 from __future__ import annotations
 
 import importlib
+import sys
+
+if "-m" in sys.orig_argv and sys.orig_argv[sys.orig_argv.index("-m") + 1:][:1] == ["aljax"]:
+    from aljax import interrupt  # ``python -m aljax``: Ctrl-C ends the command from aljax's first line on
+
+    interrupt.install()
+
 from importlib import metadata
 from typing import TYPE_CHECKING
 

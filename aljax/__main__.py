@@ -7,9 +7,12 @@ def main() -> int:
     from aljax import interrupt
 
     interrupt.install()  # before the heavy imports: Ctrl-C during them ends the command too
-    from aljax.cli import main as cli_main
+    try:
+        from aljax.cli import main as cli_main
 
-    return cli_main()
+        return cli_main()
+    finally:
+        interrupt.settle()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import aljax
-from aljax import atomic, fetch, interrupt, seeds, store, tracking
+from aljax import atomic, fetch, interrupt, manifest, seeds, store, tracking
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.config import INITIAL, ORACLES, Config, components
@@ -32,7 +32,7 @@ from aljax.fit import FITTERS, Hyper
 from aljax.optim import check_optimizer
 from aljax.round import columns
 from aljax.round_metrics import RESERVED, MetricError
-from aljax.spec import check as check_spec, domains, settings_of, unknown
+from aljax.spec import SpecError, check as check_spec, domains, settings_of, unknown
 from aljax.store import StoreError
 from aljax.models import check_model, output_shape
 from aljax.strategies import is_stochastic, resolve as resolve_strategy, traits as strategy_traits
@@ -249,6 +249,29 @@ def check_pool(config: Config, n_pool: int) -> None:
 
 # ----------------------------------------------------------------------------- aljax run
 
+INT32_MAX = 2**31 - 1  # the program counts (steps, rows, labels) in int32
+MAX_SEEDS_ENV = "ALJAX_MAX_SEEDS"
+MAX_SEEDS = 1_000_000  # seeds of one run, unless $ALJAX_MAX_SEEDS says otherwise
+
+
+def check_caps(settings: dict) -> None:
+    """Every integer setting within int32 (the program's counters) and ``seeds`` within the cap
+    (:data:`MAX_SEEDS`, overridden by ``$ALJAX_MAX_SEEDS``): a number beyond them is one line, not a
+    hang or an overflow."""
+    for key, (_, kind) in all_settings().items():
+        value = settings.get(key)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
+            shown = value if len(str(value)) <= 20 else f"a {len(str(abs(value)))}-digit number"
+            raise CliError(f"{key.replace('_', '-')} = {shown} is beyond {INT32_MAX}, the largest count the program "
+                           f"holds (int32)")
+    try:
+        cap = int(os.environ.get(MAX_SEEDS_ENV) or MAX_SEEDS)
+    except ValueError:
+        raise CliError(f"{MAX_SEEDS_ENV} must be a whole number, got {os.environ[MAX_SEEDS_ENV]!r}") from None
+    if settings["seeds"] > cap:
+        raise CliError(f"{settings['seeds']} seeds is more than the cap of {cap}; run fewer (a run can be extended "
+                       f"later), or raise the cap with {MAX_SEEDS_ENV}={settings['seeds']}")
+
 
 def chunk_outputs(state, info) -> dict:
     """What a chunk brings back to the host: every per-round metric (built-ins and plug-ins,
@@ -262,6 +285,7 @@ def gigabytes(n: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args)
+    check_caps(settings)
     rounds = check(settings)
     data_dir, how = find_data_dir(args.data_dir)
     raw = load_dataset(settings["dataset"], data_dir, how)
@@ -301,11 +325,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.check_run(out, settings, force=args.force)  # writes nothing
     say = (lambda *a, **k: None) if args.quiet else print
     if not args.force and store.is_finished(out) and store.read_toml(out / store.CONFIG) == store_view(settings):
-        say(f"{out} already holds this finished run; pass --force to recompute it")
+        say(f"{out} already holds this finished run (every file verified); pass --force to recompute it")
         return 0
     # Chunk c always holds seeds c*chunk .. (c+1)*chunk-1: a run keeps the chunk size of its first chunk,
     # so resuming or extending it (more --seeds) computes exactly the seeds an uninterrupted run would.
-    sizes = {} if args.force else store.chunk_sizes(out) if out.is_dir() else {}
+    # Only verified chunks count (store.chunk_sizes): a damaged or missing one is computed again.
+    sizes = {} if args.force or not out.is_dir() else store.chunk_sizes(out)
     chunk = sizes.get(0) or min(settings["chunk_size"], settings["seeds"])
     n_chunks = seeds.n_chunks(settings["seeds"], chunk)
     kept = lambda c: int((seeds.chunk_seeds(c, chunk) < settings["seeds"]).sum())  # noqa: E731
@@ -317,7 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from aljax.progress import Progress
 
-        progress = Progress(config.rounds, quiet=args.quiet)
+        progress = Progress(config.rounds, quiet=args.quiet, chunk_size=chunk, total_chunks=n_chunks)
         run = seeds.make_program(config, progress.hook, schedule=settings["schedule"] or "lockstep")
         t0 = time.perf_counter()
         try:
@@ -335,23 +360,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError(f"a chunk of {chunk} seeds needs about {gigabytes(shared + per_seed * chunk)}, more than "
                            f"{seeds.SAFETY:.0%} of the {gigabytes(seeds.memory_available())} free on the {device}; "
                            f"{advice}")
-    store.open_run(out, settings, force=args.force)
-    say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
-    say(store.to_toml(settings), end="")
-    if done:
-        say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
-    if pending:
-        atomic.write_json(out / store.ENVIRONMENT, store.environment())
-        store.add_timing(out, "compile_s", compile_s)
-        on_chunk = refuse_degenerate(store.chunk_saver(out), settings["strategy"])
-        tracker = open_tracker() if open_tracker is not None else None
-        try:
-            seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
-                            outputs=chunk_outputs, progress=progress, skip=done, compiled=compiled,
-                            on_chunk=on_chunk if tracker is None else tracking.on_chunk(tracker, then=on_chunk))
-        finally:
-            getattr(tracker, "close", lambda: None)()
-    finish(out, settings, n_chunks, say)
+    try:
+        store.open_run(out, settings, force=args.force)
+        say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
+        say(store.to_toml(settings), end="")
+        if done:
+            say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
+        if pending:
+            store.write(out, store.ENVIRONMENT, atomic.write_json, store.environment())
+            store.add_timing(out, "compile_s", compile_s)
+            on_chunk = refuse_degenerate(store.chunk_saver(out), settings["strategy"])
+            tracker = open_tracker() if open_tracker is not None else None
+            try:
+                seeds.run_seeds(run, data, hyper, settings["seeds"], seed=settings["seed"], chunk_size=chunk,
+                                outputs=chunk_outputs, progress=progress, skip=done, compiled=compiled,
+                                on_chunk=on_chunk if tracker is None else tracking.on_chunk(tracker, then=on_chunk))
+            finally:
+                getattr(tracker, "close", lambda: None)()
+        elif damaged := store.damaged_finals(out):
+            say(f"rebuilding {', '.join(damaged)} from the verified chunks")
+        finish(out, settings, n_chunks, say)
+    except OSError as err:  # a write failed (full disk, quota, read-only): what is on disk is whole
+        why = err.strerror or type(err).__name__
+        raise StoreError(f"cannot write to {out} ({why}); finished chunks are kept: free some space (or make it "
+                         f"writable) and rerun the same command to resume") from None
     return 0
 
 
@@ -383,13 +415,14 @@ def finish(out: Path, settings: dict, n_chunks: int, say) -> None:
     chunks = store.load_chunks(out, n_chunks)
     seed_ids = chunks["seed"]
     metrics = {k: v for k, v in chunks.items() if k not in RESERVED}  # built-ins, then the plug-ins' columns
-    atomic.write_npz(out / store.ORDERS, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
+    store.write(out, store.ORDERS, atomic.write_npz, order=chunks["order"], targets=chunks["targets"], seed=seed_ids)
     seconds = [float(s) for s in chunks["seconds"]]
     store.add_timing(out, "chunk_s", seconds, append=False)
     store.add_timing(out, "run_s", sum(seconds), append=False)
     table = report({out.name: metrics}, out / store.FIGURE, title=f"{settings['strategy']} on {settings['dataset']}")
-    atomic.write_text(out / store.SUMMARY, table)
-    atomic.write_text(out / store.METRICS, store.metrics_csv(seed_ids, metrics))
+    manifest.add(out, out / store.FIGURE)
+    store.write(out, store.SUMMARY, atomic.write_text, table)
+    store.write(out, store.METRICS, atomic.write_text, store.metrics_csv(seed_ids, metrics))
     say(table, end="")
     say(f"results in {out}")
 
@@ -599,6 +632,21 @@ def pair_with_baseline(runs: dict[str, tuple[dict, dict]], baseline: str, metric
     return pairs
 
 
+def check_replaceable(*paths: Path) -> None:
+    """A one-line CliError unless each of ``paths`` is new or a file aljax wrote and nobody changed
+    since (as the manifest of its folder records it): ``aljax plot`` never replaces a user's file."""
+    for path in paths:
+        try:
+            listed = manifest.read(path.parent) if path.parent.is_dir() else None  # read even for a new file
+        except manifest.ManifestError as err:
+            raise CliError(str(err)) from None
+        if not path.exists():
+            continue
+        if path.is_dir() or listed is None or manifest.status(path.parent, path.name, listed) != "ok":
+            raise CliError(f"{path} exists and is not a file aljax wrote (or it changed since); choose another --out "
+                           f"or move it away")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.runs]
     if args.baseline and Path(args.baseline).is_dir() and not any(
@@ -632,11 +680,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
         title += f"; runs differ in {', '.join(differ)}"
     heading = f"**{title}**" if title else ""
     png = Path(args.out)
+    check_replaceable(png, png.with_suffix(".md"))
     try:
         png.parent.mkdir(parents=True, exist_ok=True)
         table = report({n: m for n, (_, m) in zip(names, runs)}, png, title=title, metric=args.metric, heading=heading,
                        pairs=pairs, baseline=baseline)
-        atomic.write_text(png.with_suffix(".md"), table)
+        manifest.add(png.parent, png)  # marks both files as aljax's: a later plot may replace them
+        manifest.write(png.parent, png.with_suffix(".md").name, atomic.write_text, png.with_suffix(".md"), table)
     except OSError as err:
         raise CliError(f"cannot write {png} ({err.strerror}); choose another --out") from None
     print(table, end="")
@@ -717,7 +767,7 @@ class Parser(argparse.ArgumentParser):
     """Argument errors as every other bad input: one line on stderr (no usage dump), exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"aljax: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"aljax: error: {interrupt.one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -750,12 +800,12 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return status
-    except (CliError, DataError, StoreError) as err:
-        print(f"aljax: error: {err}", file=sys.stderr)
+    except (CliError, DataError, StoreError, SpecError) as err:
+        print(f"aljax: error: {interrupt.one_line(str(err))}", file=sys.stderr)  # one line, of bounded length
         return 2
     except BrokenPipeError:  # `aljax list | head -3`: the reader has gone; end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:  # only where interrupt.install() could not run (not the main thread)
-        print(f"\n{interrupt.MESSAGE}", file=sys.stderr)
+        print(("\n" if sys.stderr.isatty() else "") + interrupt.MESSAGE, file=sys.stderr)  # end a progress bar's line
         return interrupt.STATUS

@@ -37,8 +37,9 @@ DEFAULT_DATA_DIR = Path("data")  # the library's default (relative: the checkout
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV = "ALJAX_DATA"
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-FETCH_HINT = "run `make data`"
-FASHION_FETCH_HINT = "run `make data-fashion`"
+MAKE_TARGETS = {"mnist": "data", "fashion_mnist": "data-fashion"}  # the Makefile's target of each named dataset
+FETCH_HINT = f"run `make {MAKE_TARGETS['mnist']}`"
+FASHION_FETCH_HINT = f"run `make {MAKE_TARGETS['fashion_mnist']}`"
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -63,6 +64,43 @@ class Raw:
 
 
 # ----------------------------------------------------------------------------- IDX files
+
+
+def check_array_file(path: str | Path, max_bytes: int) -> None:
+    """Raise a one-line DataError if the .npy file or any member of the .npz file ``path`` declares
+    (in its header, read without reading the data) an array of more than ``max_bytes`` bytes, or
+    is not a plain numeric array (object arrays would need pickle)."""
+    import zipfile
+
+    def check(f, what: str) -> None:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"{what}: not a readable .npy array ({type(err).__name__})") from None
+        if dtype.hasobject:
+            raise DataError(f"{what}: holds Python objects, not numbers; save a numeric array")
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if size > max_bytes:
+            raise DataError(f"{what}: its array {shape} {dtype} would take {size} bytes, more than the cap of "
+                            f"{max_bytes}")
+
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.file_size > max_bytes:
+                        raise DataError(f"{path}: member {info.filename} inflates to {info.file_size} bytes, more "
+                                        f"than the cap of {max_bytes}")
+                    with z.open(info) as f:
+                        check(f, f"{path}: member {info.filename}")
+        else:
+            with open(path, "rb") as f:
+                check(f, str(path))
+    except (OSError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: unreadable ({type(err).__name__})") from None
 
 
 def parse_idx(buf: bytes, name: str = "<bytes>", hint: str = FETCH_HINT) -> np.ndarray:
@@ -129,13 +167,23 @@ def load_idx_dataset(data_dir: str | Path, checksums: dict[str, str] | None, nam
     )
 
 
-def load_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "mnist", *, verify: bool = True) -> Raw:
-    """MNIST from its four official IDX files (checksums of DESIGN §8 verified by default)."""
+def load_mnist(data_dir: str | Path | None = None, *, verify: bool = True) -> Raw:
+    """MNIST from its four official IDX files (checksums of DESIGN §8 verified by default), in
+    ``data_dir`` or else ``mnist/`` of the folder the command line uses (:func:`find_data_dir`)."""
+    if data_dir is None:
+        found, how = find_data_dir()
+        return load_idx_dataset(found / "mnist", MNIST_SHA256 if verify else None, "mnist",
+                                fetch_hint("mnist", found, how))
     return load_idx_dataset(data_dir, MNIST_SHA256 if verify else None, "mnist")
 
 
-def load_fashion_mnist(data_dir: str | Path = DEFAULT_DATA_DIR / "fashion_mnist", *, verify: bool = True) -> Raw:
-    """Fashion-MNIST (same IDX layout and sizes as MNIST) from ``make data-fashion``'s files."""
+def load_fashion_mnist(data_dir: str | Path | None = None, *, verify: bool = True) -> Raw:
+    """Fashion-MNIST (same IDX layout and sizes as MNIST) from ``make data-fashion``'s files, in
+    ``data_dir`` or else ``fashion_mnist/`` of the folder the command line uses (:func:`find_data_dir`)."""
+    if data_dir is None:
+        found, how = find_data_dir()
+        return load_idx_dataset(found / "fashion_mnist", FASHION_MNIST_SHA256 if verify else None, "fashion_mnist",
+                                fetch_hint("fashion_mnist", found, how))
     return load_idx_dataset(data_dir, FASHION_MNIST_SHA256 if verify else None, "fashion_mnist", FASHION_FETCH_HINT)
 
 
@@ -143,13 +191,15 @@ def load_tfds(name: str, data_dir: str | Path | None = None) -> Raw:
     """Any tfds image-classification dataset (mnist, fashion_mnist, kmnist, ...) as a :class:`Raw`.
 
     Uses ``tfds.data_source`` (random access, no TensorFlow needed once the dataset is prepared).
+    Never downloads (tfds' own default would): a dataset that is not prepared is a one-line error.
     """
     import tensorflow_datasets as tfds
 
     try:
-        sources = tfds.data_source(name, split=["train", "test"], data_dir=data_dir)
+        sources = tfds.data_source(name, split=["train", "test"], data_dir=data_dir, download=False)
     except Exception as err:  # tfds raises many types; all mean "not available here"
-        raise DataError(f"tfds dataset {name!r} unavailable ({type(err).__name__}); prepare it with tfds first") from None
+        raise DataError(f"tfds dataset {name!r} unavailable ({type(err).__name__}); aljax never downloads: prepare "
+                        f"it with tfds first (e.g. `tfds build {name}`)") from None
 
     def to_numpy(source) -> tuple[np.ndarray, np.ndarray]:
         items = [source[i] for i in range(len(source))]
@@ -202,8 +252,8 @@ def find_data_dir(flag: str | Path | None = None) -> tuple[Path, str]:
 def fetch_hint(name: str, data_dir: Path, how: str = "flag") -> str:
     """How to obtain dataset ``name`` into ``data_dir/name``, for an error message."""
     target = Path(data_dir) / name
-    if how == "checkout" and target.resolve() == (REPO_ROOT / "data" / name).resolve():
-        return "run `make data`" if name == "mnist" else f"run `make data-{name.replace('_', '-')}`"
+    if how == "checkout" and target.resolve() == (REPO_ROOT / "data" / name).resolve() and name in MAKE_TARGETS:
+        return f"run `make {MAKE_TARGETS[name]}`"
     fetch = f"run `python -m aljax.fetch --dataset {name} --dest {target}`"
     if how == "user":
         return f"{fetch}, or set {DATA_ENV} to a folder holding {name}/ (or pass --data-dir)"

@@ -27,11 +27,14 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """Progress of ``n_chunks`` chunks of ``rounds`` rounds each (chunk ``c``, round ``i`` = tick
-    ``c * rounds + i``). ``quiet``: nothing at all. ``stream``: stderr by default; the bar is drawn
-    only when it is a terminal, otherwise one line per finished chunk."""
+    """Progress of ``n_chunks`` chunks of ``rounds`` rounds each (the ``p``-th chunk to run, round
+    ``i`` = tick ``p * rounds + i``). ``quiet``: nothing at all. ``stream``: stderr by default; the bar
+    is drawn only when it is a terminal, otherwise one line per finished chunk. Given ``chunk_size``
+    and ``total_chunks`` (the run's, finished ones included), chunks are named by their index
+    (``chunk 3/5``), so a resumed run numbers them as the first invocation did."""
 
-    def __init__(self, rounds: int = 1, quiet: bool = False, stream=None):
+    def __init__(self, rounds: int = 1, quiet: bool = False, stream=None, chunk_size: int | None = None,
+                 total_chunks: int | None = None):
         self.stream = sys.stderr if stream is None else stream
         self.terminal = not quiet and self.stream.isatty()
         self.lines = not quiet and not self.terminal
@@ -39,6 +42,7 @@ class Progress:
         self.base = 0
         self.n_chunks = 0
         self.bar = None
+        self.chunk_size, self.total_chunks = chunk_size, total_chunks
 
     @property
     def hook(self):
@@ -54,7 +58,11 @@ class Progress:
     def start_chunk(self, position: int, first_seed: int, last_seed: int) -> None:
         """The ``position``-th chunk to run (0-based) holds seeds ``first..last``."""
         self.base, self.seeds = position * self.rounds, f"seeds {first_seed}-{last_seed}"
-        self.bar.set_description(f"chunk {position + 1}/{self.n_chunks} {self.seeds}")
+        if self.chunk_size and self.total_chunks:  # named by the chunk's index in the whole run
+            self.name = f"chunk {first_seed // self.chunk_size + 1}/{self.total_chunks}"
+        else:
+            self.name = f"chunk {position + 1}/{self.n_chunks}"
+        self.bar.set_description(f"{self.name} {self.seeds}")
 
     def on_round(self, i) -> None:
         """Round ``i`` of the current chunk is starting (called from the XLA runtime thread)."""
@@ -66,8 +74,8 @@ class Progress:
         if self.lines:
             elapsed = time.perf_counter() - self.t0
             eta = elapsed / self.done * (self.n_chunks - self.done)
-            print(f"chunk {self.done}/{self.n_chunks} ({self.seeds}) done; elapsed {duration(elapsed)}, "
-                  f"ETA {duration(eta)}", file=self.stream, flush=True)
+            print(f"{self.name} ({self.seeds}) done; elapsed {duration(elapsed)}, ETA {duration(eta)}",
+                  file=self.stream, flush=True)
 
     def advance(self, tick: int) -> None:
         if tick > self.bar.n:

@@ -294,18 +294,28 @@ def check_settings(factory: Callable, kind: str, name: str, values: Mapping[str,
 
 
 def load(name: str, kind: str) -> Any:
-    """The object ``package.module:attribute`` names (an out-of-tree model, fitter or strategy)."""
+    """The object ``package.module:attribute`` names (an out-of-tree model, fitter, strategy, ...),
+    if it was declared as a ``kind`` with :mod:`aljax.declare`; otherwise a one-line
+    :class:`SpecError`, before anything is called. Importing the module runs its top-level code: a
+    name in a spec or a TOML config is code, to be given only for modules one trusts."""
+    from aljax import declare
+
     module_name, _, attribute = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise SpecError(f"{kind} {name!r}: cannot import {module_name!r} ({err}); is it on PYTHONPATH?") from None
-    except Exception as err:  # the module's own code raised while importing
-        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
-        raise SpecError(f"{kind} {name!r}: importing {module_name!r} raised {text}") from None
+    except Exception as err:  # noqa: BLE001 - the module's own code failed while importing
+        raise SpecError(f"{kind} {name!r}: importing {module_name!r} failed ({type(err).__name__}: {err}); "
+                        f"fix that module") from None
     if not hasattr(module, attribute):
         raise SpecError(f"{kind} {name!r}: module {module_name!r} has no {attribute!r}")
-    return getattr(module, attribute)
+    obj = getattr(module, attribute)
+    if not declare.is_declared(obj, kind):
+        found = declare.declaration(obj)
+        what = f"is declared as a {found.kind}, not a {kind}" if found else f"is not a declared aljax {kind}"
+        raise SpecError(f"{kind} {name!r} {what}; decorate it with @aljax.declare.{kind}")
+    return obj
 
 
 def lookup(registry: Mapping[str, Callable], name: str, kind: str) -> Callable:

@@ -9,12 +9,17 @@ Layout of a run folder (``aljax run --out DIR``)::
     DIR/timings.json      wall-clock seconds: compile_s (one per invocation), chunk_s, run_s
     DIR/curve.png         learning curve with a 95 % CI band
     DIR/summary.md        markdown table of the final accuracy
-    DIR/metrics.csv       per-round metrics per seed; written LAST: its presence marks a finished run
+    DIR/metrics.csv       per-round metrics per seed; written LAST: with every file verified, it marks a finished run
+    DIR/manifest.json     layout version ("schema") and the SHA-256 and size of every file above (:mod:`aljax.manifest`)
 
 Every file is written to a temporary name in the same folder and renamed into place, so an
-interrupted run never leaves a half-written file under a final name. Seed ``i`` always uses the key
-``fold_in(key(base_seed), i)`` and chunks always have the same shape, so a resumed run computes the
-same numbers as an uninterrupted one.
+interrupted run never leaves a half-written file under a final name, and is then recorded in the
+manifest. A later command trusts only files that match their record: a damaged or missing chunk is
+recomputed, damaged final files are rebuilt from the chunks, and ``--force`` deletes only listed
+files. A folder without a manifest (written before manifests existed) is adopted on its next
+resume or extension: the files that read back whole are recorded, the others recomputed. Seed ``i``
+always uses the key ``fold_in(key(base_seed), i)`` and chunks always have the same shape, so a
+resumed run computes the same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from aljax import manifest
 from aljax.atomic import write_json, write_npz, write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +53,8 @@ SUMMARY = "summary.md"
 METRICS = "metrics.csv"  # the completion marker: written last
 FINAL_FILES = (ORDERS, TIMINGS, FIGURE, SUMMARY, METRICS)
 ALL_FILES = (CONFIG, ENVIRONMENT) + FINAL_FILES
-
-
+LEGACY_MAX_BYTES = 2 << 30  # an array of a folder without a manifest is read only if it declares less
+CHUNK_NAME = re.compile(r"chunks/chunk-\d{5}\.npz")  # the only other names a run writes
 
 
 class StoreError(Exception):
@@ -79,16 +87,106 @@ def read_toml(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------- run folders
 
 
+def write(run_dir: str | Path, name: str, save: Callable, /, *args, **kwargs) -> Path:
+    """``save(run_dir / name, *args, **kwargs)`` with one of :mod:`aljax.atomic`'s writers, recorded
+    in the run's manifest (:func:`aljax.manifest.write`: every file of a run is written through here,
+    and a file under its final name always matches its entry)."""
+    return manifest.write(run_dir, name, save, Path(run_dir) / name, *args, **kwargs)
+
+
+def read_manifest(run_dir: str | Path) -> dict | None:
+    """The run folder's manifest, or None (a folder written before manifests, or none at all)."""
+    try:
+        return manifest.read(run_dir)
+    except manifest.ManifestError as err:
+        raise StoreError(str(err)) from None
+
+
+def readable(path: Path) -> bool:
+    """Whether a file of a run folder without a manifest reads back whole (the rule by which such a
+    folder is adopted): arrays load, CSV, TOML and JSON parse, a PNG ends with its IEND chunk."""
+    from aljax.data import check_array_file
+
+    try:
+        if path.suffix == ".npz":
+            check_array_file(path, LEGACY_MAX_BYTES)  # its declared sizes, before reading it
+            with np.load(path, allow_pickle=False) as z:
+                for key in z.files:
+                    z[key]
+        elif path.name == METRICS:
+            _parse_metrics(path)
+        elif path.suffix == ".toml":
+            read_toml(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".png":
+            return path.read_bytes().endswith(b"IEND\xaeB`\x82")
+        else:
+            path.read_text()
+    except Exception:  # noqa: BLE001 - whatever a damaged file raises, it is not whole
+        return False
+    return True
+
+
+def intact(run_dir: str | Path, name: str, listed: dict | None) -> bool:
+    """Whether ``run_dir/name`` can be trusted: it matches its record in the manifest ``listed``, or,
+    in a folder without a manifest (``listed`` None), it reads back whole (:func:`readable`)."""
+    if listed is not None:
+        return manifest.status(run_dir, name, listed) == "ok"
+    return (Path(run_dir) / name).is_file() and readable(Path(run_dir) / name)
+
+
+def damaged_finals(run_dir: str | Path) -> list[str]:
+    """The final files (:data:`FINAL_FILES`) of ``run_dir`` that are missing or cannot be trusted."""
+    listed = read_manifest(run_dir)
+    return [name for name in FINAL_FILES if not intact(run_dir, name, listed)]
+
+
 def is_finished(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / METRICS).exists()
+    """Every final file is there and verified (never a damaged file taken as finished)."""
+    return Path(run_dir).is_dir() and not damaged_finals(run_dir)
+
+
+def _is_temporary(name: str) -> bool:
+    """A temporary file of :mod:`aljax.atomic` for one of the names a run writes."""
+    finals = (*ALL_FILES, manifest.MANIFEST)
+    return name.endswith(".tmp") and (any(name.startswith(f".{n}.") for n in finals)
+                                      or re.fullmatch(r"\.chunk-\d{5}\.npz\.\w+\.tmp", name) is not None)
+
+
+def holds_files(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds anything but its manifest, an empty ``chunks/`` folder and aljax's
+    temporary files (what a run killed before its first file leaves)."""
+    return any(not _is_temporary(p.name) and p.name != manifest.MANIFEST
+               and not (p.name == CHUNKS and p.is_dir() and not any(p.iterdir())) for p in run_dir.iterdir())
+
+
+def _force_hint(listed: dict | None) -> str:
+    if listed is None:
+        return (f"choose another --out (it has no {manifest.MANIFEST}, so --force cannot tell aljax's files "
+                f"from yours: delete them yourself)")
+    return "pass --force to start over (it deletes only the files aljax wrote there) or choose another --out"
+
+
+def read_config(run_dir: Path, listed: dict | None) -> dict:
+    """The run's ``config.toml``, or a one-line :class:`StoreError` if it is damaged or unreadable."""
+    path = run_dir / CONFIG
+    if listed is not None and manifest.status(run_dir, CONFIG, listed) == "damaged":
+        raise StoreError(f"{path} is damaged (it differs from its record in {manifest.MANIFEST}), so the run it "
+                         f"describes is unknown; {_force_hint(listed)}")
+    try:
+        return read_toml(path)
+    except (OSError, ValueError) as err:
+        raise StoreError(f"{path} is not valid TOML ({type(err).__name__}); {_force_hint(listed)}") from None
 
 
 def check_run(run_dir: str | Path, config: dict, force: bool = False) -> None:
     """Raise :class:`StoreError` if ``run_dir`` cannot hold a run of ``config``; writes nothing.
 
     Usable: a new or empty folder, one holding the same config (resumed), or the same config with
-    more ``seeds`` (extended: the finished seeds are kept). A different config, or files that are not
-    an aljax run, need ``force``.
+    more ``seeds`` (extended: the finished seeds are kept). A different config needs ``force``, which
+    is refused where no manifest records a run (files aljax did not write). A folder of an unknown layout
+    (:data:`aljax.manifest.SCHEMA`), or with a damaged config, is refused.
     """
     run_dir = Path(run_dir)
     config = {k: v for k, v in config.items() if v is not None}  # as it reads back from TOML
@@ -96,16 +194,24 @@ def check_run(run_dir: str | Path, config: dict, force: bool = False) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "not a folder" if not existing.is_dir() else "permission denied"
         raise StoreError(f"cannot write to output folder {run_dir} ({existing}: {why}); choose another --out")
-    if force or not run_dir.exists():
+    if not run_dir.exists():
+        return
+    listed = read_manifest(run_dir)
+    if force:
+        if holds_files(run_dir) and (listed is None or CONFIG not in listed["files"]):
+            what = f"no {manifest.MANIFEST}" if listed is None else f"no run in its {manifest.MANIFEST}"
+            raise StoreError(f"{run_dir} holds files but {what}, so aljax cannot tell which of them it wrote for a "
+                             f"run and --force deletes nothing there; choose another --out")
         return
     if (run_dir / CONFIG).exists():
-        old = read_toml(run_dir / CONFIG)
+        old = read_config(run_dir, listed)
         if old != config and not is_extension(old, config):
+            grown = lambda k: k == "seeds" and config.get(k, 0) > old.get(k, 0)  # noqa: E731 - allowed, not a difference
             diff = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(old.keys() | config.keys())
-                             if old.get(k) != config.get(k))
-            raise StoreError(f"{run_dir} holds a different run ({diff}); pass --force to overwrite or choose another --out")
-    elif any(run_dir.iterdir()):
-        raise StoreError(f"{run_dir} is not empty and holds no aljax run; pass --force or choose another --out")
+                             if old.get(k) != config.get(k) and not grown(k))
+            raise StoreError(f"{run_dir} holds a different run ({diff}); {_force_hint(listed)}")
+    elif holds_files(run_dir):
+        raise StoreError(f"{run_dir} is not empty and holds no aljax run; choose another --out")
 
 
 def is_extension(old: dict, new: dict) -> bool:
@@ -116,8 +222,9 @@ def is_extension(old: dict, new: dict) -> bool:
 
 def open_run(run_dir: str | Path, config: dict, force: bool = False) -> list[int]:
     """Prepare ``run_dir`` for a run of ``config`` (see :func:`check_run`); return the indices of the
-    chunks already finished. ``force`` deletes only the files this module writes. An extended run
-    loses its completion marker (``metrics.csv``) first, then gets the new config."""
+    verified chunks already finished. ``force`` deletes only the files the manifest lists. A folder
+    without a manifest is adopted (:func:`adopt`). An extended run loses its completion marker
+    (``metrics.csv``) first, then gets the new config."""
     check_run(run_dir, config, force)
     run_dir = Path(run_dir)
     config = {k: v for k, v in config.items() if v is not None}
@@ -127,25 +234,45 @@ def open_run(run_dir: str | Path, config: dict, force: bool = False) -> list[int
         (run_dir / ".write-test").unlink()
     except OSError as err:
         raise StoreError(f"cannot write to output folder {run_dir} ({err.strerror}); choose another --out") from None
+    listed = read_manifest(run_dir)
     if force:
-        clear(run_dir)
-    elif (run_dir / CONFIG).exists() and read_toml(run_dir / CONFIG) != config:  # an extension
+        clear(run_dir, listed)
+    elif listed is None and (run_dir / CONFIG).exists():
+        adopt(run_dir)
+    if (run_dir / CONFIG).exists() and read_toml(run_dir / CONFIG) != config:  # an extension
         (run_dir / METRICS).unlink(missing_ok=True)
-        write_text(run_dir / CONFIG, to_toml(config))
-    (run_dir / CHUNKS).mkdir(exist_ok=True)
-    for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / CHUNKS).glob(".*.tmp")]:  # left by a killed run
-        tmp.unlink()
+        manifest.update(run_dir, forget=[METRICS])
+        write(run_dir, CONFIG, write_text, to_toml(config))
+    for tmp in [*run_dir.iterdir(), *((run_dir / CHUNKS).iterdir() if (run_dir / CHUNKS).is_dir() else ())]:
+        if _is_temporary(tmp.name):  # left by a killed run
+            tmp.unlink()
     if not (run_dir / CONFIG).exists():
-        write_text(run_dir / CONFIG, to_toml(config))
-    return finished_chunks(run_dir)
+        write(run_dir, CONFIG, write_text, to_toml(config))
+    (run_dir / CHUNKS).mkdir(exist_ok=True)
+    return sorted(chunk_sizes(run_dir))
 
 
-def clear(run_dir: Path) -> None:
-    """Delete the files a run writes (and only those) from ``run_dir``."""
-    for name in ALL_FILES:
+def run_files(run_dir: Path) -> list[str]:
+    """The names (relative to ``run_dir``) of the files present that a run writes."""
+    chunks = sorted(f"{CHUNKS}/{p.name}" for p in (run_dir / CHUNKS).glob("chunk-*.npz"))
+    return [n for n in ALL_FILES if (run_dir / n).is_file()] + [n for n in chunks if CHUNK_NAME.fullmatch(n)]
+
+
+def adopt(run_dir: Path) -> None:
+    """Give a run folder written before manifests its manifest: the run's files that read back
+    whole (:func:`readable`) are recorded; the others are then recomputed (chunks) or rebuilt."""
+    manifest.update(run_dir, {n: manifest.digest(run_dir / n) for n in run_files(run_dir) if readable(run_dir / n)})
+
+
+def clear(run_dir: Path, listed: dict | None) -> None:
+    """Delete the files the manifest ``listed`` records that have names a run writes (nothing else),
+    and their records."""
+    if listed is None:  # check_run let --force through only for a folder without files
+        return
+    names = [name for name in listed["files"] if name in ALL_FILES or CHUNK_NAME.fullmatch(name)]
+    for name in names:
         (run_dir / name).unlink(missing_ok=True)
-    for chunk in (run_dir / CHUNKS).glob("chunk-*.npz"):  # nothing if the folder does not exist
-        chunk.unlink()
+    manifest.update(run_dir, forget=names)
 
 
 def chunk_path(run_dir: str | Path, index: int) -> Path:
@@ -153,29 +280,38 @@ def chunk_path(run_dir: str | Path, index: int) -> Path:
 
 
 def finished_chunks(run_dir: str | Path) -> list[int]:
-    return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / CHUNKS).glob("chunk-*.npz"))
+    """Indices of the chunk files present (verified or not: see :func:`chunk_sizes`)."""
+    return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / CHUNKS).glob("chunk-*.npz")
+                  if CHUNK_NAME.fullmatch(f"{CHUNKS}/{p.name}"))
 
 
 def chunk_sizes(run_dir: str | Path) -> dict[int, int]:
-    """Finished chunk index -> the number of seeds it holds (its ``seed`` array)."""
+    """Verified finished chunk index -> the number of seeds it holds (its ``seed`` array). A chunk
+    that is damaged or not in the manifest is left out: it is recomputed."""
+    listed = read_manifest(run_dir)
     sizes = {}
     for index in finished_chunks(run_dir):
-        with np.load(chunk_path(run_dir, index)) as z:
-            sizes[index] = len(z["seed"])
+        if intact(run_dir, f"{CHUNKS}/{chunk_path(run_dir, index).name}", listed):
+            with np.load(chunk_path(run_dir, index)) as z:
+                sizes[index] = len(z["seed"])
     return sizes
 
 
 def add_timing(run_dir: str | Path, key: str, seconds, append: bool = True) -> None:
-    """Record ``seconds`` under ``key`` in ``timings.json`` (appended to a list, one per invocation)."""
+    """Record ``seconds`` under ``key`` in ``timings.json`` (appended to a list, one per invocation;
+    an unreadable file starts again)."""
     path = Path(run_dir) / TIMINGS
-    timings = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        timings = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        timings = {}
     timings[key] = timings.get(key, []) + [seconds] if append else seconds
-    write_json(path, timings)
+    write(run_dir, TIMINGS, write_json, timings)
 
 
 def save_chunk(run_dir: str | Path, index: int, arrays: dict[str, np.ndarray]) -> Path:
     """Checkpoint one finished chunk: arrays with a leading seed axis (and ``seed`` indices)."""
-    return write_npz(chunk_path(run_dir, index), **arrays)
+    return write(run_dir, f"{CHUNKS}/{chunk_path(run_dir, index).name}", write_npz, **arrays)
 
 
 def chunk_saver(run_dir: str | Path):
@@ -215,11 +351,23 @@ def metrics_csv(seeds: np.ndarray, metrics: dict[str, np.ndarray]) -> str:
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """``metrics.csv`` of a finished run as ``{column: (S, R) array}`` (``seed`` and ``round`` included)."""
+    """``metrics.csv`` of a finished run as ``{column: (S, R) array}`` (``seed`` and ``round`` included),
+    checked against the run's manifest first."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         what = "an unfinished run (rerun its command to resume)" if (Path(run_dir) / CONFIG).exists() else "no aljax run"
         raise StoreError(f"{run_dir}: {what}; no {METRICS}")
+    rebuild = "rerun the run's `aljax run` command (same --out) to rebuild it from its chunks"
+    listed = read_manifest(run_dir)
+    if listed is not None and manifest.status(run_dir, METRICS, listed) != "ok":
+        raise StoreError(f"{path} is damaged (it differs from its record in {manifest.MANIFEST}); {rebuild}")
+    try:
+        return _parse_metrics(path)
+    except (OSError, ValueError, KeyError, csv.Error) as err:
+        raise StoreError(f"{path} is unreadable ({type(err).__name__}); {rebuild}") from None
+
+
+def _parse_metrics(path: Path) -> dict[str, np.ndarray]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     n_rounds = max(int(r["round"]) for r in rows) + 1
@@ -232,13 +380,14 @@ def environment() -> dict:
 
     import jax
 
+    git_env = os.environ | {"GIT_OPTIONAL_LOCKS": "0"}  # read the checkout; never refresh its .git/index
     try:
         if not (REPO_ROOT / ".git").exists():  # installed, not a checkout: no commit to name
             raise OSError
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
+                                check=True, env=git_env).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+                                    capture_output=True, text=True, env=git_env).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
     device = jax.devices()[0]

@@ -144,13 +144,13 @@ def run_seeds(data, config: Config, n_seeds: int, chunk: int, checkpoints: Path)
 
     :func:`aljax.seeds.run_seeds`: one compiled program for all chunks; the last chunk is padded with
     extra seeds, then dropped; a bar on a terminal's stderr, a line per chunk otherwise. Each finished
-    chunk is saved in ``checkpoints`` (:func:`aljax.store.save_chunk`); chunks found there are not
+    chunk is saved in ``checkpoints`` (:func:`aljax.store.save_chunk`); verified chunks found there are not
     rerun, so a killed study resumes where it stopped.
     """
     config.check_pool(int(np.asarray(data.pool.valid).sum()))
     chunk = min(chunk, n_seeds)
     n = seeds.n_chunks(n_seeds, chunk)
-    done = [c for c in store.finished_chunks(checkpoints) if c < n]
+    done = [c for c in store.chunk_sizes(checkpoints) if c < n]  # verified chunks only: a damaged one reruns
     compile_s = 0.0
     if len(done) < n:
         (checkpoints / store.CHUNKS).mkdir(parents=True, exist_ok=True)

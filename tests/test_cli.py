@@ -239,6 +239,15 @@ def test_progress_bar_ticks_over_chunks_and_rounds():
     assert "chunk 2/2 seeds 10-19" in stream.getvalue()
 
 
+def test_a_resumed_run_numbers_its_chunks_by_their_index():
+    stream = io.StringIO()
+    progress = Progress(5, stream=stream, chunk_size=4, total_chunks=3)
+    progress.begin(1)  # chunks 0 and 1 were finished by an earlier invocation
+    progress.start_chunk(0, 8, 11)
+    progress.end_chunk()
+    assert stream.getvalue().startswith("chunk 3/3 (seeds 8-11) done")
+
+
 def test_progress_without_a_terminal_prints_a_line_per_chunk_with_an_eta():
     stream = io.StringIO()
     progress = Progress(5, stream=stream)
@@ -356,7 +365,8 @@ def test_ctrl_c_ends_the_run_with_130_and_a_rerun_resumes(small, env, tmp_path, 
 def test_an_out_of_tree_strategy_runs_through_the_cli(env, tmp_path):
     """``--strategy mymod:my_margin`` (a copy of margin on PYTHONPATH) acquires as ``--strategy margin``."""
     (tmp_path / "mymod.py").write_text(
-        "import jax\nimport jax.numpy as jnp\n\n"
+        "import jax\nimport jax.numpy as jnp\nimport aljax\n\n"
+        "@aljax.declare.strategy\n"
         "def my_margin(key, ctx):\n"
         "    def one(logits):\n"
         "        p = jax.nn.softmax(logits)\n"
@@ -386,7 +396,8 @@ def test_a_run_keeps_its_chunk_size_and_schedule_and_old_folders_stay_lockstep(s
     tmp, args = small
     assert store.read_toml(tmp / "run" / store.CONFIG)["schedule"] == "continuous"  # the CPU default
     old = tmp_path / "old"
-    shutil.copytree(tmp / "run", old)  # a folder from before schedules: no schedule key
+    shutil.copytree(tmp / "run", old)  # a folder from before schedules (and manifests): no schedule key
+    (old / "manifest.json").unlink()
     settings = store.read_toml(old / store.CONFIG)
     del settings["schedule"]
     (old / store.CONFIG).write_text(store.to_toml(settings))

@@ -114,3 +114,18 @@ def test_tfds_source_under_mock_data(name, shape):
 def test_tfds_unavailable_dataset_is_a_one_line_error():
     with pytest.raises(DataError, match="unavailable"):
         load_dataset("tfds:no_such_dataset_xyz")
+
+
+def test_hints_name_real_make_targets_and_load_mnist_looks_where_the_cli_looks(tmp_path, monkeypatch):
+    import re
+
+    from aljax.data import MAKE_TARGETS, fetch_hint
+
+    targets = set(re.findall(r"^([\w-]+):", (REPO_ROOT / "Makefile").read_text(), re.M))
+    for name in MAKE_TARGETS:
+        hint = fetch_hint(name, REPO_ROOT / "data", "checkout")
+        assert re.fullmatch(r"run `make ([\w-]+)`", hint).group(1) in targets, hint
+    monkeypatch.setenv("ALJAX_DATA", str(tmp_path / "elsewhere"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "elsewhere" / "mnist"))):
+        load_mnist()

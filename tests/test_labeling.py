@@ -434,7 +434,7 @@ def folder_hash(root: Path) -> str:
 def image_project(tmp: Path, name: str = "p") -> tuple[Path, dict[str, str]]:
     truth = write_digits(tmp / "img")
     (tmp / "seed.csv").write_text("id,label\n" + "".join(f"im{i:02d}.png,{truth[f'im{i:02d}.png']}\n" for i in range(3)))
-    labeling.init_project(tmp / name, tmp / "img", ["a", "b", "c"], seed_labels=tmp / "seed.csv")
+    labeling.init_project(tmp / name, tmp / "img", ["a", "b", "c"], seed_labels=tmp / "seed.csv", size=(8, 8))
     return tmp / name, truth
 
 
@@ -535,7 +535,7 @@ BAD_INPUTS = [
     (["next", "--project", "{img}", "--n", "0"], "--n must be at least 1"),
     (["add", "--project", "{img}", "{tmp}/none.csv"], "none.csv: no such file"),
     (["add", "--project", "{img}", "{tmp}/unknown_id.csv"], "unknown id 'im99.png'"),
-    (["status", "--project", "{broken}"], "unreadable JSON"),
+    (["status", "--project", "{broken}"], "config.json is damaged (it differs from its record in manifest.json)"),
     (["status", "--project", "{img}", "--kappa", "2"], "--kappa must be in [0, 1]"),
     (["export", "--project", "{img}", "--out", "{tmp}/labels.txt"], "must end in .csv or .npz"),
     (["export", "--project", "{img}", "--out", "{tmp}/nodir/labels.csv"], "its folder does not exist"),

@@ -84,6 +84,7 @@ import flax.linen as nn  # noqa: E402
 
 from aljax.data import Data, make_pool, make_split  # noqa: E402
 from aljax.models import from_flax  # noqa: E402
+from aljax import declare  # noqa: E402
 
 
 class SmallCNN(nn.Module):
@@ -100,6 +101,7 @@ class SmallCNN(nn.Module):
         return nn.Dense(self.n_classes)(x)
 
 
+@declare.model(dropout=True, convolutional=True)
 def small_cnn(n_classes: int, *, dropout: float = 0.5):
     """The factory a spec names from outside aljax: ``"test_models:small_cnn(dropout=0.3)"``."""
     return from_flax(SmallCNN(n_classes, dropout))

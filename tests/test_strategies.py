@@ -247,7 +247,10 @@ def test_resolve_errors_are_one_line_with_a_hint():
     for bad, text in (("marign", "did you mean 'margin'"), ("subsample(marign)", "did you mean 'margin'"),
                       ("alternate(kcenter,entrpy)", "did you mean 'entropy'"),
                       ("qbc_kl(member=3)", "no setting 'member'"), ("margin(3)", "KEY=VALUE"),
-                      ("no_such_module_xyz:score", "cannot import"), ("subsample(margin", "malformed")):
+                      ("no_such_module_xyz:score", "cannot import"), ("subsample(margin", "malformed"),
+                      ("os:kill", "'os:kill' is not a declared aljax strategy; decorate it with "
+                       "@aljax.declare.strategy"), ("subsample(builtins:print,5)", "not a declared aljax strategy"),
+                      ("numpy:argsort", "not a declared aljax strategy")):
         with pytest.raises(ValueError, match=text) as err:
             resolve(bad)
         assert "\n" not in str(err.value)
@@ -256,7 +259,9 @@ def test_resolve_errors_are_one_line_with_a_hint():
 def test_an_out_of_tree_strategy_resolves_everywhere(tmp_path, monkeypatch, pool):
     (tmp_path / "my_strategies.py").write_text(
         "import jax\n"
+        "import aljax\n"
         "from aljax.strategies import margin\n"
+        "@aljax.declare.strategy\n"
         "def my_margin(key, ctx, *, scale=1.0):\n"
         "    return scale * jax.vmap(margin)(ctx.logits)\n"
     )

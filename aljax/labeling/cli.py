@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from aljax import interrupt
 from aljax.data import DataError
 from aljax.labeling import inputs, project as store, report, session
 
@@ -29,7 +30,8 @@ def _size(text: str) -> tuple[int, int]:
 def cmd_init(args) -> str:
     project = inputs.init_project(
         args.project, args.data, args.classes.split(","), seed_labels=args.seed_labels,
-        holdout_fraction=args.holdout_fraction, size=args.size, seed=args.seed, model=args.model,
+        holdout_fraction=args.holdout_fraction, size=args.size, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
+        seed=args.seed, model=args.model,
         optimizer=args.optimizer, init_scale=args.init_scale, learning_rate=args.learning_rate,
         patience=args.patience, max_steps=args.max_steps, budget=args.budget)
     return (f"created {project.root}: {len(project.ids)} items of {project.x.shape[1]} features, "
@@ -78,25 +80,29 @@ def cmd_status(args) -> str:
 
 def cmd_export(args) -> str:
     project = store.load_project(args.project)
-    out = Path(args.out) if args.out else project.root / "export.csv"
+    out = Path(args.out) if args.out else project.root / store.EXPORT
     n_expert, n_auto = report.export(project, out, args.auto_threshold)
     return f"wrote {out}: {n_expert} expert labels" + (f" + {n_auto} auto labels" if args.auto_threshold is not None else "")
 
 
 def _handler(command):
     def run(args) -> int:
+        run_message, interrupt.MESSAGE = interrupt.MESSAGE, (f"aljax label {args.label_command}: interrupted; "
+                                                              f"labels already added are kept")
         try:
             print(command(args))
         except (store.LabelingError, DataError) as err:
-            print(f"aljax label {args.label_command}: error: {err}", file=sys.stderr)
+            print(f"aljax label {args.label_command}: error: {interrupt.one_line(str(err))}", file=sys.stderr)
             return 2
         except OSError as err:  # a read the checks above did not foresee; writes raise LabelingError
             print(f"aljax label {args.label_command}: error: {err.filename or ''}: {err.strerror or err}",
                   file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"aljax label {args.label_command}: interrupted; labels already added are kept", file=sys.stderr)
+            print(interrupt.MESSAGE, file=sys.stderr)
             return 130
+        finally:
+            interrupt.MESSAGE = run_message
         return 0
 
     return run
@@ -161,7 +167,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed-labels", help="CSV with id,label[,holdout] of items already labeled")
     p.add_argument("--holdout-fraction", type=float, default=0.0,
                    help="fraction of the seed labels held out to estimate accuracy (default 0)")
-    p.add_argument("--size", type=_size, help="resize images to WxH (default: the first image's size)")
+    p.add_argument("--size", type=_size, default=inputs.DEFAULT_SIZE,
+                   help=f"resize every image to WxH (default: {'x'.join(map(str, inputs.DEFAULT_SIZE))})")
+    p.add_argument("--max-pixels", type=int, default=inputs.MAX_PIXELS,
+                   help="refuse an image with more pixels than this, e.g. a decompression bomb (default: %(default)s)")
+    p.add_argument("--max-bytes", type=int, default=inputs.MAX_BYTES,
+                   help="refuse a .npy/.npz array larger than this many bytes once loaded (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the project (default 0)")
     p.add_argument("--budget", type=int, help="labels you can afford (a stopping criterion)")
     p.add_argument("--model", default="softmax_regression",

@@ -9,19 +9,27 @@ from typing import Sequence
 
 import numpy as np
 
-from aljax.data import features as pixel_features
-from aljax.labeling.project import CONFIG, LabelingError, Label, Project, Settings, check_answers, create_project, read_csv
+from aljax.data import DataError, check_array_file, features as pixel_features
+from aljax.labeling.project import (PROJECT_FILES, LabelingError, Label, Project, Settings, check_answers,
+                                    create_project, read_csv)
 from aljax.labeling.session import check_settings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEFAULT_SIZE = (28, 28)  # (W, H) every image is resized to (``label init --size``)
+MAX_PIXELS = 50_000_000  # an image with more pixels is refused (a decompression bomb; ``--max-pixels``)
+MAX_BYTES = 2 << 30  # a .npy/.npz array larger than this once loaded is refused (``--max-bytes``)
 
 
-def load_images(folder: Path, size: tuple[int, int] | None = None) -> tuple[list[str], list[str], np.ndarray, tuple]:
+def load_images(folder: Path, size: tuple[int, int] = DEFAULT_SIZE,
+                max_pixels: int = MAX_PIXELS) -> tuple[list[str], list[str], np.ndarray, tuple]:
     """PNG/JPEG files under ``folder`` (recursively, sorted) -> (ids, paths, x (N, D), image shape).
 
-    ids are the paths relative to ``folder``. Every image is resized to ``size`` (W, H) (default:
-    the first image's size) and converted to grayscale if all are grayscale, else to RGB.
+    ids are the paths relative to ``folder``. Every image is resized to ``size`` (W, H) and converted
+    to grayscale if all are grayscale, else to RGB. An image of more than ``max_pixels`` pixels is
+    refused before it is decoded.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -30,17 +38,27 @@ def load_images(folder: Path, size: tuple[int, int] | None = None) -> tuple[list
 
     def opened(path):
         try:
-            return Image.open(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(path)
         except (OSError, UnidentifiedImageError) as err:
-            raise LabelingError(f"{path}: not a readable image ({err}); remove it from the folder") from None
+            raise LabelingError(f"{path}: not a readable image ({type(err).__name__}); remove it from the folder") from None
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise LabelingError(f"{path}: too large an image (over {Image.MAX_IMAGE_PIXELS} pixels, a decompression "
+                                f"bomb?); remove it, or raise --max-pixels if it is real") from None
+        if im.width * im.height > max_pixels:
+            im.close()
+            raise LabelingError(f"{path}: {im.width}x{im.height} is more than --max-pixels {max_pixels} pixels; "
+                                f"remove it, or raise --max-pixels if it is real")
+        return im
 
-    modes, sizes = set(), []
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:  # Pillow's own bomb check
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    modes = set()
     for path in files:
         with opened(path) as im:
             modes.add(im.mode)
-            sizes.append(im.size)
     mode = "L" if modes <= {"1", "L", "LA", "I", "I;16"} else "RGB"
-    size = size or sizes[0]
     pixels = []
     for path in files:
         with opened(path) as im:
@@ -54,12 +72,17 @@ def load_images(folder: Path, size: tuple[int, int] | None = None) -> tuple[list
             pixel_features(images).reshape(len(images), -1), images.shape[1:])
 
 
-def load_array(path: Path) -> tuple[list[str], list[str], np.ndarray, tuple | None]:
+def load_array(path: Path, max_bytes: int = MAX_BYTES) -> tuple[list[str], list[str], np.ndarray, tuple | None]:
     """A .npy/.npz array -> (ids = row numbers, empty paths, x (N, D) float32, image shape or None).
 
     (N, D) arrays are features as they are; (N, H, W) or (N, H, W, 3) arrays are images (uint8 is
-    scaled by 1/255). A .npz must hold one array or one named ``x``.
+    scaled by 1/255). A .npz must hold one array or one named ``x``. Arrays whose declared size is
+    over ``max_bytes`` are refused before they are read.
     """
+    try:
+        check_array_file(path, max_bytes)
+    except DataError as err:
+        raise LabelingError(f"{err}; or raise --max-bytes") from None
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -81,22 +104,28 @@ def load_array(path: Path) -> tuple[list[str], list[str], np.ndarray, tuple | No
 
 
 def init_project(root: str | Path, data: str | Path, classes: Sequence[str], seed_labels: str | Path | None = None,
-                 holdout_fraction: float = 0.0, size: tuple[int, int] | None = None, **settings) -> Project:
+                 holdout_fraction: float = 0.0, size: tuple[int, int] = DEFAULT_SIZE, max_pixels: int = MAX_PIXELS,
+                 max_bytes: int = MAX_BYTES, **settings) -> Project:
     """Create a project in ``root`` from an image folder or a .npy/.npz file, with optional seed labels
     (a CSV with id,label[,holdout]); a fraction of the seed labels not marked can be held out too.
-    Everything is checked before the first file is written."""
+    Everything is checked before the first file is written; a folder holding any project file
+    (:data:`aljax.labeling.project.PROJECT_FILES`) is refused."""
     root, data = Path(root), Path(data)
-    if (root / CONFIG).exists():
-        raise LabelingError(f"{root} already holds a labeling project; choose another --project or delete it")
+    present = [name for name in PROJECT_FILES if (root / name).exists()]
+    if present:
+        raise LabelingError(f"{root} already holds a labeling project's files ({', '.join(present)}); choose another "
+                            f"--project, or move them away yourself")
+    if size[0] < 1 or size[1] < 1 or size[0] * size[1] > max_pixels:
+        raise LabelingError(f"--size {size[0]}x{size[1]} must be at least 1x1 and at most --max-pixels {max_pixels}")
     if not 0 <= holdout_fraction < 1:
         raise LabelingError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     settings = check_settings(Settings(classes=tuple(c.strip() for c in classes), **settings))
     if not data.exists():
         raise LabelingError(f"{data}: no such file or folder")
     if data.is_dir():
-        ids, paths, x, shape = load_images(data, size)
+        ids, paths, x, shape = load_images(data, size, max_pixels)
     elif data.suffix.lower() in (".npy", ".npz"):
-        ids, paths, x, shape = load_array(data)
+        ids, paths, x, shape = load_array(data, max_bytes)
     else:
         raise LabelingError(f"{data}: give a folder of images or a .npy/.npz feature array")
     settings = dataclasses.replace(settings, image_shape=shape)

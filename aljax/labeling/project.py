@@ -9,12 +9,17 @@
     history.json   what changed after init: label fixes, relinked image folders, dropped items (optional)
     fit.npz        the last fit (:mod:`aljax.labeling.session`)
     batches/       batch_<labels>.csv (+ .png contact sheet): the proposals
+    manifest.json  the SHA-256 and size of every file above (:mod:`aljax.manifest`)
 
 Every file is written through :mod:`aljax.atomic` (temp file + rename), and every command after
 ``init`` changes at most one of ``labels.csv`` (``add``) and ``history.json`` (``fix``, ``relink``,
 ``next --drop-missing``), so a crash, Ctrl-C or full disk leaves the old project or the new one,
 never half of it. A write that fails is one :class:`LabelingError` naming the file and the fix.
 A ``kill -9`` in the middle of a write can leave a hidden ``.NAME.XXXX.tmp`` file; it is never read.
+Each file is recorded in ``manifest.json`` as it is written, and :func:`load_project` checks the
+project's files against it: a damaged file is one line, never read as if whole. Projects written
+before manifests load as they are (and get one with their next write). ``label init`` refuses a
+folder that holds any project file (:data:`PROJECT_FILES`).
 
 :func:`load_project` applies ``history.json`` to what the other files hold: a fix replaces the
 label of its id, a relink points the image paths at another folder (paths = folder / id), a drop
@@ -35,10 +40,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from aljax.atomic import write_csv, write_json, write_npy
+from aljax import manifest
+from aljax.atomic import unescape_cell, write_csv, write_json, write_npy
 
 CONFIG, ITEMS, FEATURES, LABELS, HISTORY, FIT, BATCHES = (
     "config.json", "items.csv", "features.npy", "labels.csv", "history.json", "fit.npz", "batches")
+EXPORT = "export.csv"
+PROJECT_FILES = (CONFIG, ITEMS, FEATURES, LABELS, HISTORY, FIT, BATCHES, EXPORT, manifest.MANIFEST)
 
 
 class LabelingError(Exception):
@@ -52,7 +60,7 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of a CSV file; header names are stripped and lower-cased."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            table = list(csv.reader(f))
+            table = [[unescape_cell(cell) for cell in row] for row in csv.reader(f)]
     except FileNotFoundError:
         raise LabelingError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
@@ -72,21 +80,47 @@ _WRITE_FIXES = {
 }
 
 
-def write(save: Callable, path: Path, *args, **kwargs) -> Path:
+def write(save: Callable, path: Path, *args, record_in: Path | None = None, **kwargs) -> Path:
     """``save(path, *args)`` with one of :mod:`aljax.atomic`'s writers; an OSError (read-only or
-    full file system, no permission) becomes a one-line LabelingError, and ``path`` is unchanged."""
+    full file system, no permission) becomes a one-line LabelingError, and ``path`` is unchanged.
+    With ``record_in`` (a project folder that holds ``path``), the file is recorded in that
+    project's manifest (:func:`aljax.manifest.write`)."""
+    if record_in is not None and Path(path).resolve().is_relative_to(Path(record_in).resolve()):
+        name = Path(path).resolve().relative_to(Path(record_in).resolve()).as_posix()
+        return _guarded(lambda: manifest.write(record_in, name, save, path, *args, **kwargs), path)
+    return _guarded(lambda: save(path, *args, **kwargs), path)
+
+
+def _guarded(action: Callable, path: Path):
+    """``action()``, an OSError turned into a one-line LabelingError about ``path``."""
     try:
-        return save(path, *args, **kwargs)
+        return action()
     except OSError as err:
         fix = _WRITE_FIXES.get(err.errno, "check the path and rerun")
         raise LabelingError(f"could not write {path}: {err.strerror or err}; {fix} (nothing was changed)") from None
+
+
+def verify(root: Path, names: Iterable[str]) -> None:
+    """Raise a one-line LabelingError if a file of ``names`` differs from its record in the project's
+    manifest (a project without a manifest, written before manifests, is taken as it is)."""
+    try:
+        listed = manifest.read(root)
+    except manifest.ManifestError as err:
+        raise LabelingError(str(err)) from None
+    if listed is None:
+        return
+    for name in names:
+        if name in listed["files"] and manifest.status(root, name, listed) != "ok":
+            fix = ("delete it to refit from scratch (labels are kept)" if name == FIT else
+                   "restore it from a backup (or recreate the project with `aljax label init`)")
+            raise LabelingError(f"{root / name} is damaged (it differs from its record in {manifest.MANIFEST}); {fix}")
 
 
 def make_dir(path: Path) -> bool:
     """Create the folder ``path`` if needed; True if it was created."""
     if path.is_dir():
         return False
-    return write(lambda p: p.mkdir(parents=True) or True, path)
+    return _guarded(lambda: path.mkdir(parents=True) or True, path)
 
 
 def now() -> str:
@@ -114,6 +148,11 @@ class Settings:
     image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        for name in ("seed", "patience", "max_steps", "budget"):
+            value = getattr(self, name)
+            if value is not None and not -2**31 < value < 2**31:
+                raise LabelingError(f"--{name.replace('_', '-')} {value if len(str(value)) <= 20 else '(huge)'} is "
+                                    f"beyond {2**31 - 1}, the largest count the program holds (int32)")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or "" in self.classes:
             raise LabelingError(f"classes must be at least two distinct non-empty names, got {','.join(self.classes)!r}")
 
@@ -185,6 +224,7 @@ def load_project(root: str | Path) -> Project:
     root = Path(root)
     if not (root / CONFIG).exists():
         raise LabelingError(f"{root} is not a labeling project (no {CONFIG}); create one with `aljax label init`")
+    verify(root, (CONFIG, ITEMS, FEATURES, LABELS, HISTORY))
     raw = _load_json(root / CONFIG)
     try:
         raw["classes"] = tuple(raw["classes"])
@@ -225,11 +265,13 @@ def create_project(root: Path, settings: Settings, ids: Sequence[str], paths: Se
     created = make_dir(root)
     written = []
     try:
+        _guarded(lambda: manifest.update(root), root)  # every file below is recorded as it is written
+        written.append(root / manifest.MANIFEST)
         for name, save, args in ((FEATURES, write_npy, (x,)),
                                  (ITEMS, write_csv, (("id", "path"), zip(ids, paths))),
                                  (LABELS, write_csv, (("id", "label", "holdout"), _label_rows(labels))),
                                  (CONFIG, write_json, (dataclasses.asdict(settings),))):
-            written.append(write(save, root / name, *args))
+            written.append(write(save, root / name, *args, record_in=root))
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -245,7 +287,8 @@ def _label_rows(labels: Iterable[Label]):
 
 def record(project: Project, *events: dict) -> Project:
     """Append ``events`` (each gets the current time) to history.json; returns the reloaded project."""
-    write(write_json, project.root / HISTORY, list(project.history) + [{"time": now(), **e} for e in events])
+    write(write_json, project.root / HISTORY, list(project.history) + [{"time": now(), **e} for e in events],
+          record_in=project.root)
     return load_project(project.root)
 
 
@@ -259,6 +302,9 @@ def check_answers(project: Project, answers: Sequence[Label]) -> list[Label]:
     new = []
     for a in answers:
         _check_class(project, _check_id(project, a.id), a.label)
+        if a.id in project.dropped:
+            raise LabelingError(f"id {a.id!r} was dropped from the project (its image file was missing); restore the "
+                                f"file and relink (`aljax label relink`), or remove the row")
         if a.id in known and known[a.id] != a:
             raise LabelingError(f"id {a.id!r} is already labeled {known[a.id].label!r}; to correct it run "
                                 f"`aljax label fix --project {project.root} {a.id} {a.label}`, else remove the row")
@@ -286,7 +332,8 @@ def add_labels(root: str | Path, answers: Sequence[Label]) -> list[Label]:
     project = load_project(root)
     new = check_answers(project, answers)
     if new:
-        write(write_csv, project.root / LABELS, ("id", "label", "holdout"), _label_rows(list(project.labels) + new))
+        write(write_csv, project.root / LABELS, ("id", "label", "holdout"), _label_rows(list(project.labels) + new),
+              record_in=project.root)
     return new
 
 

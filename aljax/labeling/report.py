@@ -48,8 +48,8 @@ def write_proposal(project: Project, proposal: Proposal) -> tuple[Path, Path | N
     new_dir = make_dir(path.parent)
     try:
         if sheet is not None:
-            write(atomic_write, png, lambda f: sheet.save(f, format="PNG"))
-        write(write_csv, path, PROPOSAL_COLUMNS, rows)
+            write(atomic_write, png, lambda f: sheet.save(f, format="PNG"), record_in=project.root)
+        write(write_csv, path, PROPOSAL_COLUMNS, rows, record_in=project.root)
     except BaseException:
         if new_png:
             png.unlink(missing_ok=True)
@@ -76,9 +76,10 @@ def contact_sheet(project: Project, proposal: Proposal, cell: int = 120, columns
             try:
                 with Image.open(project.paths[r]) as im:
                     thumb = im.convert("RGB")
-            except OSError as err:
-                raise LabelingError(f"{project.paths[r]}: not a readable image ({err}); restore it, or run "
-                                    f"`aljax label relink` / `aljax label next --drop-missing`") from None
+            except (OSError, Image.DecompressionBombError) as err:
+                raise LabelingError(f"{project.paths[r]}: not a readable image ({type(err).__name__}); restore the "
+                                    f"original file, or delete it and run `aljax label next --project {project.root} "
+                                    f"--drop-missing` to go on without it") from None
         else:
             pixels = project.x[r].reshape(shape)
             span = max(float(pixels.max() - pixels.min()), 1e-12)
@@ -95,6 +96,7 @@ def contact_sheet(project: Project, proposal: Proposal, cell: int = 120, columns
 
 def _fit_text(draw, head: str, text: str, width: int) -> str:
     """``head + text`` in Latin-1 (the default font's), ``text`` cut from the left to ``width`` pixels."""
+    text = "".join(c if c.isprintable() else "?" for c in text)  # a newline in a file name is not a line break
     text = text.encode("latin-1", "replace").decode("latin-1")
     line, cut = head + text, 0
     while draw.textlength(line) > width and cut < len(text) - 1:
@@ -249,9 +251,9 @@ def export(project: Project, out: str | Path, auto_threshold: float | None = Non
     if out.suffix == ".csv":
         write(write_csv, out, ("id", "path", "label", "source", "confidence", "holdout"), (
             (project.ids[r], project.paths[r], classes[t], s, "" if np.isnan(c) else f"{c:.4f}", int(h))
-            for r, t, s, c, h in zip(rows, y, source, confidence, holdout)))
+            for r, t, s, c, h in zip(rows, y, source, confidence, holdout)), record_in=project.root)
     else:
-        write(write_npz, out, x=project.x[np.array(rows, np.int64)].reshape(len(rows), -1), y=np.array(y, np.int32),
+        write(write_npz, out, record_in=project.root, x=project.x[np.array(rows, np.int64)].reshape(len(rows), -1), y=np.array(y, np.int32),
               ids=np.array([project.ids[r] for r in rows], str), classes=np.array(classes),
               source=np.array(source), confidence=np.array(confidence, np.float32), holdout=np.array(holdout, bool))
     return len(project.labels), n_auto

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import zipfile
 from typing import Mapping, Protocol, Sequence
 
 import jax
@@ -34,7 +35,8 @@ import numpy as np
 
 from aljax.atomic import write_npz
 from aljax.data import Split
-from aljax.labeling.project import FIT, Label, LabelingError, Project, Settings, add_labels, labels_digest, load_project, write
+from aljax.labeling.project import (FIT, Label, LabelingError, Project, Settings, add_labels, labels_digest, load_project,
+                                    verify, write)
 from aljax.fit import mean_weights
 from aljax.loop import Config, Hyper, components
 from aljax.stopping import cohen_kappa
@@ -120,6 +122,7 @@ def load_fit(project: Project) -> FitState | None:
     path = project.root / FIT
     if not path.exists():
         return None
+    verify(project.root, [FIT])
     params, opt_state = _fresh(project.settings, project.x.shape[1])
     try:
         with np.load(path) as z:
@@ -132,8 +135,8 @@ def load_fit(project: Project) -> FitState | None:
 
             return FitState(str(z["digest"]), restore(params, "params_"), restore(opt_state, "opt_"), z["pred"],
                             z["confidence"], tuple(json.loads(str(z["history"]))))
-    except (OSError, ValueError, KeyError) as err:
-        raise LabelingError(f"{path}: not a fit this aljax can continue ({err}); delete it to refit from "
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise LabelingError(f"{path}: not a fit this aljax can continue ({type(err).__name__}); delete it to refit from "
                             f"scratch (labels are kept)") from None
 
 
@@ -142,7 +145,7 @@ def save_fit(project: Project, state: FitState) -> None:
     arrays |= {f"opt_{k}": np.asarray(a) for k, a in enumerate(jax.tree.leaves(state.opt_state))}
     arrays |= dict(digest=np.array(state.digest), pred=state.pred, confidence=state.confidence,
                    history=np.array(json.dumps(list(state.history))))
-    write(write_npz, project.root / FIT, **arrays)
+    write(write_npz, project.root / FIT, record_in=project.root, **arrays)
 
 
 def _buffer(project: Project) -> tuple[np.ndarray, np.ndarray]:
