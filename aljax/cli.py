@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aljax import atomic, interrupt, seeds, store
+from aljax import atomic, interrupt, recipes, seeds, store
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.loop import Config, Hyper, RoundInfo, components
@@ -103,15 +103,37 @@ def all_settings() -> dict[str, tuple[object, type]]:
     return run | config_fields() | hyper_fields()
 
 
-def resolve(args: argparse.Namespace) -> dict:
-    """Defaults, then the --config file, then flags given on the command line."""
-    settings = {k: d for k, (d, _) in all_settings().items()}
+SOURCES = "sources.toml"  # beside config.toml: where each resolved setting came from
+
+
+def resolve(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """(settings, sources): defaults, then the model's recipe (:mod:`aljax.recipes`, for the backend),
+    then the --config file, then flags given on the command line; ``sources[key]`` says which gave
+    each setting (``default``, ``recipe <model>``, ``config <file>``, ``flag``)."""
+    defaults = {k: d for k, (d, _) in all_settings().items()}
+    given = {}
     if args.config is not None:
-        settings |= read_config_file(Path(args.config))
-    settings |= {k: v for k, v in vars(args).items() if k in settings}
+        given = {k: (v, f"config {args.config}") for k, v in read_config_file(Path(args.config)).items()}
+    given |= {k: (v, "flag") for k, v in vars(args).items() if k in defaults and v is not None}
+    model = given.get("model", (defaults["model"],))[0]
+    try:
+        owner, values = recipes.recipe(model)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    import jax
+
+    values = recipes.for_backend(values, jax.default_backend())
+    bad = sorted(set(values) - set(defaults))
+    if bad:
+        raise CliError(f"model {owner!r}'s recipe has no run setting {bad[0]!r} (settings: {', '.join(defaults)})")
+    settings, sources = dict(defaults), dict.fromkeys(defaults, "default")
+    settings |= values
+    sources |= dict.fromkeys(values, f"recipe {owner}")
+    settings |= {k: v for k, (v, _) in given.items()}
+    sources |= {k: source for k, (_, source) in given.items()}
     if settings["initial"] is None:
         settings["initial"] = default_initial(settings["protocol"])
-    return settings
+    return settings, sources
 
 
 def read_config_file(path: Path) -> dict:
@@ -226,7 +248,7 @@ def gigabytes(n: float) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = resolve(args)
+    settings, sources = resolve(args)
     rounds = check(settings)
     data_dir, how = find_data_dir(args.data_dir)
     raw = load_dataset(settings["dataset"], data_dir, how)
@@ -282,8 +304,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                            f"{seeds.SAFETY:.0%} of the {gigabytes(seeds.memory_available())} free on the {device}; "
                            f"{advice}")
     store.open_run(out, settings, force=args.force)
-    say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
+    atomic.write_text(out / SOURCES, store.to_toml({k: sources[k] for k in store_view(settings)}))
+    say(f"# resolved config ({out / store.CONFIG}, where each came from: {out / SOURCES}); rounds = {config.rounds}")
     say(store.to_toml(settings), end="")
+    from_recipe = [k for k in store_view(settings) if sources[k].startswith("recipe")]
+    if from_recipe:
+        say(f"# from the {sources[from_recipe[0]]}: {', '.join(from_recipe)}")
     if done:
         say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
     if pending:
@@ -401,8 +427,18 @@ def registries() -> list[tuple[str, dict[str, str]]]:
     out = []
     for heading, module, attr, form in REGISTRIES:
         registry = getattr(importlib.import_module(module), attr)
-        out.append((heading, {form.format(name): first_sentence(fn) + settings_text(fn) for name, fn in registry.items()}))
+        out.append((heading, {form.format(name): first_sentence(fn) + settings_text(fn)
+                              + (recipe_text(name) if attr == "MODELS" else "") for name, fn in registry.items()}))
     return out
+
+
+def recipe_text(model: str) -> str:
+    """`` Recipe: k=v, ...`` of a registered model (:mod:`aljax.recipes`): the run settings ``aljax run``
+    uses for it where neither a flag nor --config gives them."""
+    if model in recipes.WRAPPERS:
+        return " Recipe: its inner model's."
+    _, values = recipes.recipe(model)
+    return f" Recipe: {recipes.describe(values)}." if values else ""
 
 
 def settings_text(entry) -> str:
