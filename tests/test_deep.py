@@ -82,3 +82,24 @@ def test_modes_configs_build(mode):
         for q in exp.query_sizes:
             for strategy in exp.strategies:
                 exp.config(strategy, q, 10)  # builds model, fitter and strategy: one-line errors otherwise
+
+
+def test_mc_averaged_eval_is_the_mean_of_k_consistent_samples_and_standardized_scales_inputs():
+    import jax
+    import jax.numpy as jnp
+
+    from aljax.forward import mc_dropout_logits
+    from aljax.models import make_model
+
+    x = jax.random.normal(jax.random.key(1), (5, 4, 4, 1))
+    inner = make_model("mlp(hidden=8,dropout=0.5)", 3)
+    params = inner.init(jax.random.key(0), (4, 4, 1))
+    averaged = make_model("mc_averaged(mlp(hidden=8,dropout=0.5),samples=7)", 3)
+    probs = jax.nn.softmax(mc_dropout_logits(inner, params, x, jax.random.key(0), 7)).mean(axis=0)
+    np.testing.assert_allclose(jnp.exp(averaged.apply(params, x)), probs, rtol=1e-5)
+    assert not np.allclose(probs, jax.nn.softmax(inner.apply(params, x)))  # not the eval-mode pass
+    key = jax.random.key(2)
+    np.testing.assert_array_equal(averaged.apply(params, x, key=key, train=True),
+                                  inner.apply(params, x, key=key, train=True))
+    scaled = make_model("standardized(mlp(hidden=8,dropout=0.5),mean=0.5,std=2.0)", 3)
+    np.testing.assert_allclose(scaled.apply(params, x), inner.apply(params, (x - 0.5) / 2.0), rtol=1e-6)
