@@ -398,20 +398,22 @@ def standardized(n_classes: int, model: "specs.Spec | str" = "mlp", *, mean: flo
     return Model(inner.init, apply, embed, samples=samples, loss=loss)
 
 
-def mc_averaged(n_classes: int, model: "specs.Spec | str" = "mlp", *, samples: int = 100, seed: int = 0) -> Model:
+def mc_averaged(n_classes: int, model: "specs.Spec | str" = "mlp", *, samples: int = 100, seed: int = 0,
+                chunk: int | None = None) -> Model:
     """``model`` whose eval-mode ``apply`` is the MC-averaged predictive: log (1/K) Σ_k softmax(logits_k)
     (n, C) over K = ``samples`` consistent MC dropout samples (fixed masks drawn from ``key(seed)``, the
     same K masks for every row and every call). BatchBALD reports test accuracy this way (its
     ``SamplerModel(k=100)``). Every eval-mode pass uses it: test and dev evaluation, and the logits that
     non-Bayesian strategies read; train-mode passes and MC samples are ``model``'s own. K forward passes
-    per evaluation: wrap only where that cost is wanted."""
+    per evaluation: wrap only where that cost is wanted; ``chunk`` rows at a time (K·chunk rows live;
+    None: all at once)."""
     inner = make_model(model, n_classes)
     masks = jax.random.key(seed)
 
     def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         if train:
             return inner.apply(params, x, key=key, train=True)
-        log_p = jax.nn.log_softmax(mc_dropout_logits(inner, params, x, masks, samples))  # (K, n, C)
+        log_p = jax.nn.log_softmax(mc_dropout_logits(inner, params, x, masks, samples, chunk=chunk))  # (K, n, C)
         return jax.nn.logsumexp(log_p, axis=0) - jnp.log(samples)
 
     return inner._replace(apply=apply)

@@ -48,7 +48,7 @@ import numpy as np
 from aljax import recipes, seeds
 from aljax.atomic import write_json, write_text
 from aljax.compare import at_labels, auc, labels_to_reach, paired, summary
-from aljax.data import Data, Split, dev_data, load_dataset, make_pool, make_split
+from aljax.data import Data, Split, dev_data, find_data_dir, load_dataset, make_pool, make_split
 from aljax.fit import Hyper
 from aljax.loop import Config, components
 from aljax.models import convolves
@@ -75,7 +75,8 @@ class Experiment:
     mc_samples: int
     n_initial: int = 20
     configs: int = 1000  # BatchBALD's label configurations
-    chunk: int | None = None  # rows per forward pass (pool scoring, MC samples, evaluation sets)
+    chunk: int | None = None  # pool rows per MC-sampled pass (the strategies' chunk=): K·chunk rows live
+    forward_rows: int | None = None  # rows per eval-mode pass (Config.forward_rows)
     subset: int | None = None
     learning_rate: float = 1e-3
     patience: int = 3
@@ -94,7 +95,7 @@ class Experiment:
         rounds = (self.budget - self.n_initial) // query_size
         return Config(strategy=self.strategy_spec(strategy), n_initial=self.n_initial, query_size=query_size,
                       rounds=rounds, initial="balanced", model=self.model, fitter=self.fitter, optimizer="adam",
-                      n_classes=n_classes, forward_rows=self.chunk)
+                      n_classes=n_classes, forward_rows=self.forward_rows)
 
     def hyper(self) -> Hyper:
         return Hyper(learning_rate=jnp.float32(self.learning_rate), patience=jnp.int32(self.patience),
@@ -124,11 +125,12 @@ KIRSCH_FITTER = recipes.BATCHBALD2019_FITTER
 GAL_FITTER_OLD = "minibatch(batch_size=128,epoch_points=1024,max_epochs=50,reinit=true,weight_decay=0.0035)"
 PAPER_NET = "cnn_gal2017"  # the paper's text: conv 4x4, pool 2, dense 128 (flax's LeCun-normal init)
 SCRIPT_NET = "cnn_gal2017(kernel=3,pool=5,hidden=256,init=glorot)"  # the released scripts (BALD's: 256)
-KIRSCH_NET = "mc_averaged(standardized(cnn_batchbald2019),samples=100)"  # standardised inputs, MC-averaged test
+# standardised inputs, test accuracy from the MC-averaged predictive (K = 100, 256 test rows per pass)
+KIRSCH_NET = "mc_averaged(standardized(cnn_batchbald2019),samples=100,chunk=256)"
 
 
 def gal(name, title, model=PAPER_NET, fitter=GAL_FITTER, strategies=GAL, sizes=(10,), budget=300, mc=100,
-        subset=2000, chunk=None, headline=False, **kw) -> Experiment:
+        subset=2000, chunk=256, headline=False, **kw) -> Experiment:
     """A Gal 2017 experiment: by default the headline protocol (released-code training, paper-text network,
     ``subsample(...(samples=100),2000)``, 10 per round to 300 labels)."""
     return Experiment(name, title, model, fitter, strategies, sizes, budget, mc_samples=mc, subset=subset,
@@ -141,15 +143,15 @@ MODES = {
         seeds=16, chunk=16, pool_size=None, test_size=None,
         experiments=(
             gal("gal2017", "Gal et al. 2017, released-code protocol, paper-text network: 20 balanced labels, "
-                "10 per round to 300", headline=True),
+                "10 per round to 300", headline=True, forward_rows=4096),
             Experiment("batchbald2019", "Kirsch et al. 2019 (BatchBALD): 20 balanced labels to 200, standardised "
                        "inputs, MC-averaged test accuracy (K = 100)", KIRSCH_NET, KIRSCH_FITTER, KIRSCH, (10, 5, 40, 1),
-                       200, mc_samples=100, configs=10000, chunk=4096, dev_size=1024),
+                       200, mc_samples=100, configs=10000, chunk=256, forward_rows=4096, dev_size=1024),
             gal("gal2017_script_net", "sensitivity: Gal 2017 with the released scripts' network (3x3, pool 5, "
-                "256 hidden, Glorot uniform)", model=SCRIPT_NET, strategies=("random", "bald")),
+                "256 hidden, Glorot uniform)", model=SCRIPT_NET, strategies=("random", "bald"), forward_rows=4096),
             gal("gal2017_aljax_old", "sensitivity: Gal 2017 as aljax ran it before (constant decay on all "
                 "parameters, patience on the dev split, 20 samples, whole pool)", fitter=GAL_FITTER_OLD,
-                strategies=("random", "bald"), mc=20, subset=None, chunk=4096),
+                strategies=("random", "bald"), mc=20, subset=None, chunk=512, forward_rows=4096),
         ),
         at=(50, 100, 150, 200, 300),
     ),
@@ -161,7 +163,7 @@ MODES = {
             gal("gal2017_mlp", "Gal 2017's acquisition on a dropout MLP (784-128-10, dropout 0.5), 4000-image "
                 "pool: 20 balanced labels, 10 per round to 300", model="mlp(hidden=128,dropout=0.5)",
                 fitter=recipes.RECIPES["mlp"]["fitter"], strategies=("random", "bald", "variation_ratios",
-                "max_entropy", "mean_std"), budget=300, mc=20, subset=2000, headline=True),
+                "max_entropy", "mean_std"), budget=300, mc=20, subset=2000, chunk=None, headline=True),
         ),
         targets=(0.75, 0.80, 0.85),
         at=(50, 100, 200, 300),
@@ -182,7 +184,7 @@ MODES = {
             gal("gal2017", "quick: synthetic 8x8 images, 3 classes", model="mlp(hidden=16,dropout=0.5)",
                 fitter="minibatch(batch_size=16,epoch=passes,keep=last,max_epochs=3,reinit=true,weight_decay=3.5,"
                        "decay_per_label=true,decay_on=W1,decay_half=false)", strategies=GAL, sizes=(3,), budget=15,
-                n_initial=6, mc=4, subset=40, headline=True, learning_rate=1e-2, dev_size=0),
+                n_initial=6, mc=4, subset=40, chunk=None, headline=True, learning_rate=1e-2, dev_size=0),
             Experiment("batchbald2019", "quick: synthetic 8x8 images, 3 classes",
                        "mc_averaged(standardized(mlp(hidden=16,dropout=0.5),mean=0.0,std=2.0),samples=3)",
                        "minibatch(batch_size=16,epoch_points=32,max_epochs=3,reinit=true)", KIRSCH, (3,), 12,
@@ -295,7 +297,7 @@ def load(mode_cfg: Mode, dev_size: int) -> tuple[Data, int]:
     """The mode's data for an experiment's dev split size."""
     if mode_cfg.synthetic:
         return synthetic_images(), 3
-    raw = load_dataset("mnist")
+    raw = load_dataset("mnist", *find_data_dir())
     data = dev_data(raw, pool_size=mode_cfg.pool_size, dev_size=dev_size)
     if mode_cfg.test_size is not None:
         data = dataclasses.replace(data, test=Split(data.test.x[: mode_cfg.test_size], data.test.y[: mode_cfg.test_size]))
