@@ -410,8 +410,8 @@ def run_units(mode_cfg: Mode, out: Path, only: str | None, deadline: float, log)
             continue
         if unit is None:
             t = time.perf_counter()
-            unit = {"key": key, **run_config(data, exp.config(strategy, q, n_classes), exp.hyper(), mode_cfg.seeds,
-                                             mode_cfg.chunk)}
+            unit = {"key": key, "commit": commit(), "device": jax.devices()[0].device_kind,
+                    **run_config(data, exp.config(strategy, q, n_classes), exp.hyper(), mode_cfg.seeds, mode_cfg.chunk)}
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json(path, unit)
             log(f"{exp.name} q={q} {strategy}: final acc {np.mean(unit['acc'], axis=0)[-1]:.4f} "
