@@ -123,9 +123,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     import jax
 
     values = recipes.for_backend(values, jax.default_backend())
-    bad = sorted(set(values) - set(defaults))
-    if bad:
-        raise CliError(f"model {owner!r}'s recipe has no run setting {bad[0]!r} (settings: {', '.join(defaults)})")
+    check_types(values, f"model {owner!r}'s recipe")
     settings, sources = dict(defaults), dict.fromkeys(defaults, "default")
     settings |= values
     sources |= dict.fromkeys(values, f"recipe {owner}")
@@ -143,15 +141,21 @@ def read_config_file(path: Path) -> dict:
         raise CliError(f"config file {path} not found") from None
     except (OSError, ValueError) as err:
         raise CliError(f"config file {path} is not valid TOML ({err})") from None
+    check_types(table, f"config file {path}")
+    return table
+
+
+def check_types(table: dict, where: str) -> None:
+    """One-line :class:`CliError` for a key of ``table`` that is no run setting or a value of the wrong
+    type (an int is a valid float); ``where`` names the source (a config file, a model's recipe)."""
     types = all_settings()
     for key, value in table.items():
         if key not in types:
-            raise CliError(f"config file {path}: {unknown('key', key, types)}")
+            raise CliError(f"{where}: {unknown('key', key, types)}")
         expected = types[key][1]
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
             if not (expected is float and isinstance(value, int) and not isinstance(value, bool)):
-                raise CliError(f"config file {path}: {key} must be {expected.__name__}, got {value!r}")
-    return table
+                raise CliError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
 
 
 def resolve_plan(settings: dict, out: Path, force: bool = False, convolutional: bool = False) -> None:

@@ -51,7 +51,10 @@ def test_an_out_of_tree_model_declares_its_recipe(monkeypatch):
     monkeypatch.setitem(sys.modules, "my_recipe_models", module)
     settings, sources = resolved("--model", "my_recipe_models:net")
     assert settings["optimizer"] == "sgd" and sources["optimizer"] == "recipe my_recipe_models:net"
-    with pytest.raises(CliError, match="recipe has no run setting 'nonsense'"):
+    with pytest.raises(CliError, match="'my_recipe_models:bad'.s recipe: unknown key 'nonsense'"):
         resolved("--model", "my_recipe_models:bad")
+    module.typo = declare.model(recipe={"learning_rate": "fast"})(lambda n_classes: mlp(n_classes))
+    with pytest.raises(CliError, match="learning_rate must be float, got 'fast'"):
+        resolved("--model", "my_recipe_models:typo")
     with pytest.raises(ValueError, match="only a model declares a recipe"):
         declare.strategy(recipe={"fitter": "patience"})
