@@ -505,17 +505,20 @@ def report(results: dict, mode: str, mode_cfg: Mode, out: Path) -> str:
                 lines.append(f"| {size['strategies'][name]} | " + " | ".join(fmt_reach(s["reach"][t]) for t in targets)
                              + " | " + " | ".join(fmt_acc(s["at"][n]) for n in ats)
                              + f" | {fmt_acc(s['auc'])} | {fmt_diff(s.get('auc_vs_random'))} | "
-                             f"{fmt_diff(s.get('final_vs_random'))} | {published(exp['name'], name, int(q))} |")
+                             f"{fmt_diff(s.get('final_vs_random'))} | {published(exp['name'], name, int(q), exp['model'])} |")
             lines.append("")
     lines += ["## Published numbers and the counting rule", ""] + [f"- {n}" for n in PUBLISHED_NOTES] + [""]
     lines += ["## Protocol: what we follow and where it differs", ""] + [f"- {n}" for n in PROTOCOL_NOTES] + [""]
     return "\n".join(lines)
 
 
-def published(experiment: str, strategy: str, q: int) -> str:
+def published(experiment: str, strategy: str, q: int, model: str = "cnn") -> str:
     """The published labels-to-90 % / 95 % of a strategy in our counting rule (Gal: Table 1 + 20, a mean
     curve's crossing over 3 repeats; BatchBALD: the notebook's per-trial quartiles + b over 6 trials), or
-    '—' (see the Published numbers section for sources and rules)."""
+    '—' (see the Published numbers section for sources and rules); none beside a model that is not a
+    published CNN (the cpu mode's MLP)."""
+    if "cnn_" not in model and model != "cnn":
+        return "— (published for the CNNs only)"
     if experiment.startswith("gal2017") and q == 10 and strategy in GAL_TABLE:
         a, b = GAL_TABLE[strategy]
         return f"{a + 20} / {b + 20} (mean curve, 3 repeats)"
