@@ -138,6 +138,13 @@ def gal(name, title, model=PAPER_NET, fitter=GAL_FITTER, strategies=GAL, sizes=(
                       chunk=chunk, headline=headline, **kw)
 
 
+def kirsch(name: str, sizes: tuple[int, ...]) -> Experiment:
+    """BatchBALD's MNIST protocol at the published sizes, 20 -> 200 labels, at acquisition ``sizes``."""
+    return Experiment(name, "Kirsch et al. 2019 (BatchBALD): 20 balanced labels to 200, standardised inputs, "
+                      "MC-averaged test accuracy (K = 100)", KIRSCH_NET, KIRSCH_FITTER, KIRSCH, sizes, 200,
+                      mc_samples=100, configs=10000, chunk=256, forward_rows=4096, dev_size=1024)
+
+
 MODES = {
     # One H200: 16 paired seeds; units in the order they matter (headlines first), each saved when done.
     "gpu": Mode(
@@ -145,14 +152,13 @@ MODES = {
         experiments=(
             gal("gal2017", "Gal et al. 2017, released-code protocol, paper-text network: 20 balanced labels, "
                 "10 per round to 300", headline=True, forward_rows=4096),
-            Experiment("batchbald2019", "Kirsch et al. 2019 (BatchBALD): 20 balanced labels to 200, standardised "
-                       "inputs, MC-averaged test accuracy (K = 100)", KIRSCH_NET, KIRSCH_FITTER, KIRSCH, (10, 5, 40, 1),
-                       200, mc_samples=100, configs=10000, chunk=256, forward_rows=4096, dev_size=1024),
+            kirsch("batchbald2019", (10, 5, 40)),
             gal("gal2017_script_net", "sensitivity: Gal 2017 with the released scripts' network (3x3, pool 5, "
                 "256 hidden, Glorot uniform)", model=SCRIPT_NET, strategies=("random", "bald"), forward_rows=4096),
             gal("gal2017_aljax_old", "sensitivity: Gal 2017 as aljax ran it before (constant decay on all "
                 "parameters, patience on the dev split, 20 samples, whole pool)", fitter=GAL_FITTER_OLD,
                 strategies=("random", "bald"), mc=20, subset=None, chunk=512, forward_rows=4096),
+            kirsch("batchbald2019_b1", (1,)),  # 180 rounds: the longest units, last
         ),
         at=(50, 100, 150, 200, 300),
     ),
