@@ -157,7 +157,7 @@ MODES = {
                 "256 hidden, Glorot uniform)", model=SCRIPT_NET, strategies=("random", "bald"), forward_rows=4096),
             gal("gal2017_aljax_old", "sensitivity: Gal 2017 as aljax ran it before (constant decay on all "
                 "parameters, patience on the dev split, 20 samples, whole pool)", fitter=GAL_FITTER_OLD,
-                strategies=("random", "bald"), mc=20, subset=None, chunk=512, forward_rows=4096),
+                strategies=("random", "bald"), mc=20, subset=None, chunk=512, forward_rows=4096, patience=5),
             kirsch("batchbald2019_b1", (1,)),  # 180 rounds: the longest units, last
         ),
         at=(50, 100, 150, 200, 300),
