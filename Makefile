@@ -61,7 +61,7 @@ study-quick: install data
 	$(PY) experiments/study.py --quick
 
 # Deep Bayesian active learning (experiments/deep.py): Gal 2017 and BatchBALD protocols on MNIST.
-# `make deep` runs the CPU-sized mode (under an hour on 2 cores); MODE=full for the published sizes (GPU).
+# `make deep` runs the CPU mode (a dropout MLP, 16 seeds, 2 cores); MODE=gpu: the published sizes, 16 seeds, one GPU.
 .PHONY: deep deep-quick bench-deep
 MODE ?= cpu
 deep: install data

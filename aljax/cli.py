@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import aljax
-from aljax import atomic, fetch, interrupt, manifest, seeds, store, tracking
+from aljax import atomic, fetch, interrupt, manifest, recipes, seeds, store, tracking
 from aljax.data import DATASET_FORMS, DATASETS, PROTOCOLS, DataError, Raw, find_data_dir, load_dataset
 from aljax.labeling import cli as label_cli
 from aljax.config import INITIAL, ORACLES, Config, components
@@ -111,15 +111,34 @@ def all_settings() -> dict[str, tuple[object, type]]:
     return run | config_fields() | hyper_fields()
 
 
-def resolve(args: argparse.Namespace) -> dict:
-    """Defaults, then the --config file, then flags given on the command line."""
-    settings = {k: d for k, (d, _) in all_settings().items()}
+
+
+def resolve(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """(settings, sources): defaults, then the model's recipe (:mod:`aljax.recipes`, for the backend),
+    then the --config file, then flags given on the command line; ``sources[key]`` says which gave
+    each setting (``default``, ``recipe <model>``, ``config <file>``, ``flag``)."""
+    defaults = {k: d for k, (d, _) in all_settings().items()}
+    given = {}
     if args.config is not None:
-        settings |= read_config_file(Path(args.config))
-    settings |= {k: v for k, v in vars(args).items() if k in settings}
+        given = {k: (v, f"config {args.config}") for k, v in read_config_file(Path(args.config)).items()}
+    given |= {k: (v, "flag") for k, v in vars(args).items() if k in defaults and v is not None}
+    model = given.get("model", (defaults["model"],))[0]
+    try:
+        owner, values = recipes.recipe(model)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    import jax
+
+    values = recipes.for_backend(values, jax.default_backend())
+    check_types(values, f"model {owner!r}'s recipe")
+    settings, sources = dict(defaults), dict.fromkeys(defaults, "default")
+    settings |= values
+    sources |= dict.fromkeys(values, f"recipe {owner}")
+    settings |= {k: v for k, (v, _) in given.items()}
+    sources |= {k: source for k, (_, source) in given.items()}
     if settings["initial"] is None:
         settings["initial"] = default_initial(settings["protocol"])
-    return settings
+    return settings, sources
 
 
 def read_config_file(path: Path) -> dict:
@@ -129,15 +148,21 @@ def read_config_file(path: Path) -> dict:
         raise CliError(f"config file {path} not found") from None
     except (OSError, ValueError) as err:
         raise CliError(f"config file {path} is not valid TOML ({err})") from None
+    check_types(table, f"config file {path}")
+    return table
+
+
+def check_types(table: dict, where: str) -> None:
+    """One-line :class:`CliError` for a key of ``table`` that is no run setting or a value of the wrong
+    type (an int is a valid float); ``where`` names the source (a config file, a model's recipe)."""
     types = all_settings()
     for key, value in table.items():
         if key not in types:
-            raise CliError(f"config file {path}: {unknown('key', key, types)}")
+            raise CliError(f"{where}: {unknown('key', key, types)}")
         expected = types[key][1]
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
             if not (expected is float and isinstance(value, int) and not isinstance(value, bool)):
-                raise CliError(f"config file {path}: {key} must be {expected.__name__}, got {value!r}")
-    return table
+                raise CliError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
 
 
 def resolve_plan(settings: dict, out: Path, force: bool = False, convolutional: bool = False) -> None:
@@ -284,7 +309,7 @@ def gigabytes(n: float) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = resolve(args)
+    settings, sources = resolve(args)
     check_caps(settings)
     rounds = check(settings)
     data_dir, how = find_data_dir(args.data_dir)
@@ -362,8 +387,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                            f"{advice}")
     try:
         store.open_run(out, settings, force=args.force)
-        say(f"# resolved config ({out / store.CONFIG}); rounds = {config.rounds}")
+        store.write(out, store.SOURCES, atomic.write_text, store.to_toml({k: sources[k] for k in store_view(settings)}))
+        say(f"# resolved config ({out / store.CONFIG}, where each came from: {out / store.SOURCES}); "
+            f"rounds = {config.rounds}")
         say(store.to_toml(settings), end="")
+        from_recipe = [k for k in store_view(settings) if sources[k].startswith("recipe")]
+        if from_recipe:
+            say(f"# from the {sources[from_recipe[0]]}: {', '.join(from_recipe)}")
         if done:
             say(f"resuming: {len(done)}/{n_chunks} chunks already in {out / store.CHUNKS}")
         if pending:
@@ -531,8 +561,18 @@ def registries() -> list[tuple[str, dict[str, str]]]:
     out = []
     for heading, module, attr, form in REGISTRIES:
         registry = getattr(importlib.import_module(module), attr)
-        out.append((heading, {form.format(name): first_sentence(fn) + settings_text(fn) for name, fn in registry.items()}))
+        out.append((heading, {form.format(name): first_sentence(fn) + settings_text(fn)
+                              + (recipe_text(name) if attr == "MODELS" else "") for name, fn in registry.items()}))
     return out
+
+
+def recipe_text(model: str) -> str:
+    """`` Recipe: k=v, ...`` of a registered model (:mod:`aljax.recipes`): the run settings ``aljax run``
+    uses for it where neither a flag nor --config gives them."""
+    if model in recipes.WRAPPERS:
+        return " Recipe: its inner model's."
+    _, values = recipes.recipe(model)
+    return f" Recipe: {recipes.describe(values)}." if values else ""
 
 
 def settings_text(entry) -> str:

@@ -28,6 +28,10 @@ Each kind has a fixed set of traits (:data:`TRAITS`), all ``bool`` and ``False``
   members), ``convolutional`` (its forward pass convolves; the seeds plan runs such models in sequence
   on a CPU);
 * fitter, optimizer, metric, dataset, combinator, schedule: no traits.
+
+A model may also declare a ``recipe``: the run settings it is meant to be trained with (a mapping
+such as ``{"fitter": "minibatch(batch_size=64,reinit=true)", "optimizer": "adam", "learning_rate":
+0.001}``), which ``aljax run`` uses for every setting the user does not give (:mod:`aljax.recipes`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Declaration:
 
     kind: str
     traits: dict[str, bool]
+    recipe: dict[str, Any] | None = None  # a model's training recipe (aljax.recipes), else None
 
     def __getitem__(self, trait: str) -> bool:
         return self.traits[trait]
@@ -67,19 +72,26 @@ class Declaration:
 _DECLARED: dict[int, tuple[Any, Declaration]] = {}
 
 
-def declare(kind: str, obj: T | None = None, /, **traits: bool) -> T | Callable[[T], T]:
-    """Declare ``obj`` as a component of ``kind`` with ``traits``; used bare (``declare("metric", fn)``)
-    it returns ``obj``, without ``obj`` a decorator. Raises ValueError for an unknown kind or trait
-    and TypeError for a trait that is not a bool."""
+def declare(kind: str, obj: T | None = None, /, *, recipe: dict[str, Any] | None = None,
+            **traits: bool) -> T | Callable[[T], T]:
+    """Declare ``obj`` as a component of ``kind`` with ``traits`` (and, for a model, its training
+    ``recipe``); used bare (``declare("metric", fn)``) it returns ``obj``, without ``obj`` a decorator.
+    Raises ValueError for an unknown kind or trait, or a recipe on a kind other than model, and
+    TypeError for a trait that is not a bool or a recipe that is not a mapping."""
     if kind not in TRAITS:
         raise ValueError(f"unknown component kind {kind!r} (choose one of: {', '.join(TRAITS)})")
+    if recipe is not None and kind != "model":
+        raise ValueError(f"only a model declares a recipe, not a {kind}")
+    if recipe is not None and not isinstance(recipe, dict):
+        raise TypeError(f"a model's recipe must be a dict of run settings, got {recipe!r}")
     for name, value in traits.items():
         if name not in TRAITS[kind]:
             allowed = ", ".join(TRAITS[kind]) or "none"
             raise ValueError(f"a {kind} has no trait {name!r} (traits: {allowed})")
         if not isinstance(value, bool):
             raise TypeError(f"trait {name!r} of a {kind} must be True or False, got {value!r}")
-    declaration = Declaration(kind, {name: traits.get(name, False) for name in TRAITS[kind]})
+    declaration = Declaration(kind, {name: traits.get(name, False) for name in TRAITS[kind]},
+                              None if recipe is None else dict(recipe))
 
     def mark(target: T) -> T:
         _DECLARED[id(target)] = (target, declaration)
@@ -110,7 +122,7 @@ def traits_of(obj: Any, kind: str) -> dict[str, bool]:
 
 
 def _kind(kind: str):
-    def decorator(obj: T | None = None, /, **traits: bool):
+    def decorator(obj: T | None = None, /, **traits: Any):
         return declare(kind, obj, **traits)
 
     decorator.__name__ = decorator.__qualname__ = kind

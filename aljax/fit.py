@@ -11,16 +11,18 @@ at different times; the call is built from the same pieces, so both give the sam
 
 * ``patience``: the article's "fit until overfit", one full-batch step per evaluation, bit for bit,
   in eval mode (a model's dropout is never on);
-* ``minibatch(batch_size=..,epoch_points=..,max_epochs=..,reinit=..,weight_decay=..)``: shuffled
-  minibatches in train mode (dropout on), an evaluation per epoch of a fixed number of sampled points,
-  optional re-initialisation every round (Gal et al. 2017; Kirsch et al. 2019) and L2 weight decay.
+* ``minibatch(batch_size=..,epoch_points=..,max_epochs=..,reinit=..,weight_decay=..,epoch=..,keep=..,
+  decay_per_label=..,decay_on=..,decay_half=..)``: shuffled minibatches in train mode (dropout on),
+  epochs of a fixed number of sampled points or of one pass over the labeled rows, early stopping on
+  the best weights or a fixed number of epochs keeping the last, optional re-initialisation every round
+  (Gal et al. 2017; Kirsch et al. 2019) and L2 weight decay, constant or c / N, on chosen parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Annotated, Callable
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +139,7 @@ class Fitter:
     begin: Callable | None = None
     uses_key: bool = False
     max_epochs: int | None = None
+    keep_last: bool = False  # no early stopping: exactly max_epochs epochs, the last params (evaluated once)
 
     def start(self, model: Model, optimizer: optax.GradientTransformation, params: Params,
               opt_state: optax.OptState, key: jax.Array, x: jax.Array, y: jax.Array, w: jax.Array,
@@ -158,6 +161,12 @@ class Fitter:
         key, k_epoch = jax.random.split(carry.key) if self.uses_key else (None, None)
         step = self.train_epoch(model, optimizer, x, y, w)
         params, opt_state, taken = step(carry.params, carry.opt_state, k_epoch)
+        if self.keep_last:  # the last params are the result; evaluate them only after the last epoch
+            last = carry.epochs + 1 >= self.max_epochs
+            correct = jax.lax.cond(last, lambda p: n_correct(model.apply, p, eval_split),
+                                   lambda p: carry.best_correct, params)
+            return FitCarry(params, opt_state, params, correct, carry.trials, carry.steps + taken,
+                            carry.epochs + 1, key)
         correct = n_correct(model.apply, params, eval_split)
         better = correct > carry.best_correct
         best = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, carry.best)
@@ -199,14 +208,50 @@ def patience() -> Fitter:
     return Fitter(train_epoch)
 
 
+EPOCHS = ("points", "passes")
+KEEP = ("best", "last")
+PARAMETER_PATHS = r"all|\w+(/\w+)*(\+\w+(/\w+)*)*"  # decay_on: "all" or paths like Dense_0/kernel+Dense_1/kernel
+
+
+def decay_mask(params: Params, decay_on: str) -> list[bool]:
+    """Which leaves of ``params`` (in ``jax.tree.leaves`` order) weight decay applies to: every leaf for
+    ``"all"``, else the leaves whose ``/``-joined path (``Dense_0/kernel``, ``W1``) is one of the
+    ``+``-separated names in ``decay_on``. A name that matches no leaf is a one-line ValueError."""
+    paths = [jax.tree_util.keystr(path, simple=True, separator="/")
+             for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    if decay_on == "all":
+        return [True] * len(paths)
+    names = decay_on.split("+")
+    missing = [n for n in names if n not in paths]
+    if missing:
+        raise ValueError(f"decay_on names no parameter {missing[0]!r} (parameters: {', '.join(paths)})")
+    return [p in names for p in paths]
+
+
 def minibatch(*, batch_size: specs.Count = 64, epoch_points: specs.Count = 2048, max_epochs: specs.Count = 100,
-              reinit: bool = False, weight_decay: specs.NonNegative = 0.0) -> Fitter:
-    """Minibatch epochs: each epoch takes ⌈epoch_points / batch_size⌉ steps on minibatches of
-    ``batch_size`` labeled rows (w > 0), drawn by cycling through a fresh shuffle of them, in train mode
-    (dropout on) with mean cross-entropy + ``weight_decay``/2·‖θ‖²; then one evaluation. Patience
-    (``hyper.patience``) counts epochs, at most ``max_epochs``. ``reinit``: start every fit from fresh
-    params (``model.init``) and optimiser state, as Gal et al. 2017 and BatchBALD do."""
+              reinit: bool = False, weight_decay: specs.NonNegative = 0.0,
+              epoch: Annotated[str, specs.Choice(EPOCHS)] = "points", keep: Annotated[str, specs.Choice(KEEP)] = "best",
+              decay_per_label: bool = False, decay_on: Annotated[str, specs.Pattern(PARAMETER_PATHS, "all, or parameter paths joined by +, e.g. Dense_0/kernel")] = "all",
+              decay_half: bool = True) -> Fitter:
+    """Minibatch epochs in train mode (dropout on) on the labeled rows (w > 0), minimising mean
+    cross-entropy + an L2 penalty, then one evaluation.
+
+    * ``epoch="points"``: ⌈epoch_points / batch_size⌉ steps on minibatches of ``batch_size`` rows drawn
+      by cycling through a fresh shuffle of the labeled rows; ``epoch="passes"``: one pass over the N
+      labeled rows in a fresh order, ⌈N / batch_size⌉ steps, the last batch the remainder (Keras'
+      ``fit``; Gal et al. 2017's scripts), ``epoch_points`` unused.
+    * ``keep="best"``: patience (``hyper.patience``) counts epochs without a strict improvement of eval
+      accuracy, at most ``max_epochs``, and the best params are returned; ``keep="last"``: exactly
+      ``max_epochs`` epochs, no early stopping, the last params (evaluated once, for the round's info).
+    * The penalty is ``f · λ · Σ θ²`` over the parameters ``decay_on`` names (:func:`decay_mask`), with
+      ``λ = weight_decay`` or, with ``decay_per_label``, ``weight_decay / N`` (N: the labeled rows of this
+      round; Gal's c / N), and ``f = ½`` (``decay_half``, optax's and PyTorch's convention) or 1 (Keras'
+      ``l2(λ)``).
+    * ``reinit``: start every fit from fresh params (``model.init``) and optimiser state, as Gal et al.
+      2017 and BatchBALD do.
+    """
     steps_per_epoch = -(-epoch_points // batch_size)
+    factor = 0.5 if decay_half else 1.0
 
     def begin(model, optimizer, params, opt_state, key, x):
         k_init, key = jax.random.split(key)
@@ -218,32 +263,58 @@ def minibatch(*, batch_size: specs.Count = 64, epoch_points: specs.Count = 2048,
     def train_epoch(model, optimizer, x, y, w):
         labeled = w > 0
         n = jnp.maximum(jnp.sum(labeled), 1)
+        decay = weight_decay / n.astype(jnp.float32) if decay_per_label else weight_decay
 
-        def loss(params, xb, yb, key):
-            value = jnp.mean(model.loss(params, xb, yb, key=key) if model.loss else  # ensembles: members' sum
-                             softmax_xent(model.apply(params, xb, key=key, train=True), yb))
+        def penalty(params):
+            leaves = [p for p, on in zip(jax.tree.leaves(params), decay_mask(params, decay_on)) if on]
+            return factor * decay * sum(jnp.sum(jnp.square(p)) for p in leaves)
+
+        def loss(params, xb, yb, key, valid=None):
+            per_row = (model.loss(params, xb, yb, key=key) if model.loss else  # ensembles: members' sum
+                       softmax_xent(model.apply(params, xb, key=key, train=True), yb))
+            value = jnp.mean(per_row) if valid is None else jnp.sum(per_row * valid) / jnp.sum(valid)
             if weight_decay:
-                value += 0.5 * weight_decay * sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
+                value += penalty(params)
             return value
 
-        def epoch(params, opt_state, key):
+        def shuffle(key):
+            return jnp.argsort(jnp.where(labeled, jax.random.uniform(key, labeled.shape), 2.0))
+
+        def update(params, opt_state, grads):
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        def epoch_of_points(params, opt_state, key):
             k_shuffle, k_steps = jax.random.split(key)
-            shuffled = jnp.argsort(jnp.where(labeled, jax.random.uniform(k_shuffle, labeled.shape), 2.0))
+            shuffled = shuffle(k_shuffle)
 
             def step(carry, inputs):
-                params, opt_state = carry
                 s, k = inputs
                 rows = shuffled[(s * batch_size + jnp.arange(batch_size)) % n]
-                updates, opt_state = optimizer.update(jax.grad(loss)(params, x[rows], y[rows], k), opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), None
+                return update(*carry, jax.grad(loss)(carry[0], x[rows], y[rows], k)), None
 
             steps = (jnp.arange(steps_per_epoch), jax.random.split(k_steps, steps_per_epoch))
             (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), steps)
             return params, opt_state, jnp.int32(steps_per_epoch)
 
-        return epoch
+        def epoch_of_passes(params, opt_state, key):
+            k_shuffle, k_steps = jax.random.split(key)
+            shuffled = shuffle(k_shuffle)
+            n_steps = (n + batch_size - 1) // batch_size
 
-    return Fitter(train_epoch, begin=begin, uses_key=True, max_epochs=max_epochs)
+            def step(s, carry):
+                index = s * batch_size + jnp.arange(batch_size)
+                rows = shuffled[index % n]
+                valid = (index < n).astype(jnp.float32)
+                grads = jax.grad(loss)(carry[0], x[rows], y[rows], jax.random.fold_in(k_steps, s), valid)
+                return update(*carry, grads)
+
+            params, opt_state = jax.lax.fori_loop(0, n_steps, step, (params, opt_state))
+            return params, opt_state, n_steps.astype(jnp.int32)
+
+        return epoch_of_points if epoch == "points" else epoch_of_passes
+
+    return Fitter(train_epoch, begin=begin, uses_key=True, max_epochs=max_epochs, keep_last=keep == "last")
 
 
 FITTERS: dict[str, Callable[..., Fitter]] = {"patience": patience, "minibatch": minibatch}

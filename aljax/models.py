@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from aljax import declare
 from aljax import spec as specs
-from aljax.forward import ensemble_logits, in_chunks
+from aljax.forward import ensemble_logits, in_chunks, mc_dropout_logits
 
 Params = Any
 
@@ -270,7 +270,7 @@ def conv_valid(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
 @declare.model(dropout=True, convolutional=True)
 def cnn_gal2017(n_classes: int, *, filters: specs.Count = 32, kernel: specs.Count = 4, pool: specs.Count = 2,
                 hidden: specs.Count = 128, dropout_conv: specs.Fraction = 0.25,
-                dropout_dense: specs.Fraction = 0.5) -> Model:
+                dropout_dense: specs.Fraction = 0.5, init: Annotated[str, specs.Choice(("lecun", "glorot"))] = "lecun") -> Model:
     """The MNIST CNN of Gal, Islam & Ghahramani 2017 ("Deep Bayesian Active Learning with Image Data",
     section 5.1): conv(32, 4×4)-relu-conv(32, 4×4)-relu-maxpool(2×2)-dropout(0.25)-dense(128)-relu-
     dropout(0.5)-dense(C), valid convolutions (Keras ``border_mode='valid'``). The defaults follow the
@@ -278,19 +278,24 @@ def cnn_gal2017(n_classes: int, *, filters: specs.Count = 32, kernel: specs.Coun
     ``MC_Dropout_Keras/Dropout_Bald_Q10_N1000_Paper.py``) use ``kernel=3,pool=5,hidden=256`` and an
     L2 weight decay of 3.5/n_train (a fitter's setting, not the network's). On 28×28×1 the flattened
     features are 11·11·32 = 3872; the embedding is the dense layer's output after its ReLU (n, hidden).
+    ``init``: the kernels' initialiser, ``lecun`` (flax's default, LeCun normal) or ``glorot`` (Glorot
+    uniform, Keras' default, which the scripts ran with); biases start at 0 either way.
     """
     import flax.linen as nn
+
+    kernel_init = KERNEL_INITS[init]()
 
     class CNNGal2017(nn.Module):
         @nn.compact
         def __call__(self, x, train: bool = False):
-            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID", conv_general_dilated=conv_valid)(x))
-            x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID", conv_general_dilated=conv_valid)(x))
+            for _ in range(2):
+                x = nn.relu(nn.Conv(filters, (kernel, kernel), padding="VALID", kernel_init=kernel_init,
+                                    conv_general_dilated=conv_valid)(x))
             x = nn.max_pool(x, (pool, pool), (pool, pool))
             x = nn.Dropout(dropout_conv, deterministic=not train)(x)
-            x = nn.relu(nn.Dense(hidden)(x.reshape(x.shape[0], -1)))
+            x = nn.relu(nn.Dense(hidden, kernel_init=kernel_init)(x.reshape(x.shape[0], -1)))
             x = nn.Dropout(dropout_dense, deterministic=not train)(x)
-            return nn.Dense(n_classes)(x)
+            return nn.Dense(n_classes, kernel_init=kernel_init)(x)
 
     return from_flax(CNNGal2017(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True)
 
@@ -369,12 +374,64 @@ def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a 
                  convolutional=bool(inner.convolutional))
 
 
+# ----------------------------------------------------------------------------- protocol wrappers
+
+
+@declare.model(dropout=False, convolutional=False)  # its inner model's traits (the default mlp has neither)
+def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
+                 mean: Annotated[float, specs.Range()] = 0.1307, std: specs.Positive = 0.3081) -> Model:
+    """``model`` on standardised inputs, ``(x − mean) / std``, in every pass (train, eval, embedding,
+    MC samples). The defaults are MNIST's pixel mean and std on [0, 1] pixels, the constants of
+    torchvision's ``Normalize((0.1307,), (0.3081,))`` that BatchBALD's code applies."""
+    inner = make_model(model, n_classes)
+    scale = lambda x: (x - mean) / std  # noqa: E731
+
+    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        return inner.apply(params, scale(x), key=key, train=train)
+
+    def embed(params: Params, x: jax.Array) -> jax.Array:
+        return inner.embed(params, scale(x))
+
+    samples = None if inner.samples is None else (lambda params, x, **kw: inner.samples(params, scale(x), **kw))
+    loss = None if inner.loss is None else (lambda params, x, y, **kw: inner.loss(params, scale(x), y, **kw))
+    return Model(inner.init, apply, embed, samples=samples, loss=loss, dropout=inner.dropout,
+                 convolutional=inner.convolutional)
+
+
+@declare.model(dropout=False, convolutional=False)  # its inner model's traits (the default mlp has neither)
+def mc_averaged(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
+                samples: specs.Count = 100, seed: Annotated[int, specs.Range(0)] = 0,
+                chunk: specs.Count | None = None) -> Model:
+    """``model`` whose eval-mode ``apply`` is the MC-averaged predictive: log (1/K) Σ_k softmax(logits_k)
+    (n, C) over K = ``samples`` consistent MC dropout samples (fixed masks drawn from ``key(seed)``, the
+    same K masks for every row and every call). BatchBALD reports test accuracy this way (its
+    ``SamplerModel(k=100)``). Every eval-mode pass uses it: test and dev evaluation, and the logits that
+    non-Bayesian strategies read; train-mode passes and MC samples are ``model``'s own. K forward passes
+    per evaluation: wrap only where that cost is wanted; ``chunk`` rows at a time (K·chunk rows live;
+    None: all at once)."""
+    inner = make_model(model, n_classes)
+    masks = jax.random.key(seed)
+
+    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        if train:
+            return inner.apply(params, x, key=key, train=True)
+        log_p = jax.nn.log_softmax(mc_dropout_logits(inner, params, x, masks, samples, chunk=chunk))  # (K, n, C)
+        return jax.nn.logsumexp(log_p, axis=0) - jnp.log(samples)
+
+    return inner._replace(apply=apply)
+
+
+KERNEL_INITS: dict[str, Callable] = {"lecun": lambda: jax.nn.initializers.lecun_normal(),
+                                     "glorot": lambda: jax.nn.initializers.glorot_uniform()}
+
 MODELS: dict[str, Callable[..., Model]] = {
     "softmax_regression": softmax_regression,
     "mlp": mlp,
     "cnn_gal2017": cnn_gal2017,
     "cnn_batchbald2019": cnn_batchbald2019,
     "ensemble": ensemble,
+    "standardized": standardized,
+    "mc_averaged": mc_averaged,
 }
 
 

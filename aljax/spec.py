@@ -29,6 +29,7 @@ import difflib
 import importlib
 import inspect
 import math
+import re
 import types
 import typing
 from typing import Annotated, Any, Callable, Mapping
@@ -177,6 +178,21 @@ class Choice(Domain):
 
     def problem(self, value: Value) -> str | None:
         return None if value in self.values else self.describe()
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern(Domain):
+    """A name that matches the regular expression ``regex`` as a whole; ``what`` says what it is
+    (``"all, or parameter paths joined by +"``)."""
+
+    regex: str
+    what: str
+
+    def describe(self) -> str:
+        return self.what
+
+    def problem(self, value: Value) -> str | None:
+        return None if re.fullmatch(self.regex, str(value)) else self.what
 
 
 @dataclasses.dataclass(frozen=True)

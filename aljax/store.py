@@ -45,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = "config.toml"
 ENVIRONMENT = "environment.json"
+SOURCES = "sources.toml"  # beside config.toml: where each resolved setting came from (recipe, flag, ...)
 CHUNKS = "chunks"
 ORDERS = "orders.npz"
 TIMINGS = "timings.json"
@@ -52,7 +53,7 @@ FIGURE = "curve.png"
 SUMMARY = "summary.md"
 METRICS = "metrics.csv"  # the completion marker: written last
 FINAL_FILES = (ORDERS, TIMINGS, FIGURE, SUMMARY, METRICS)
-ALL_FILES = (CONFIG, ENVIRONMENT) + FINAL_FILES
+ALL_FILES = (CONFIG, SOURCES, ENVIRONMENT) + FINAL_FILES
 LEGACY_MAX_BYTES = 2 << 30  # an array of a folder without a manifest is read only if it declares less
 CHUNK_NAME = re.compile(r"chunks/chunk-\d{5}\.npz")  # the only other names a run writes
 

@@ -10,9 +10,6 @@ A page asks for a generated part with a marker line, ``<!-- generated: NAME -->`
 * ``tutorials``: every ``docs/tutorials/*.py`` (its docstring as text, then its source).
 
 The docstrings' Sphinx roles (``:func:``) are dropped from the rendered API reference.
-
-Pages another branch is still writing (:data:`PENDING`) get a stub while they are missing, so links to
-them resolve; once the page exists the stub is not made.
 """
 
 from __future__ import annotations
@@ -23,22 +20,9 @@ import html
 import re
 from pathlib import Path
 
-from mkdocs.structure.files import File
-
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 MARKER = re.compile(r"^<!-- generated: (\w+) -->$", re.MULTILINE)
-
-# page -> what it will hold; written on other branches of the same change (stubs until merged)
-PENDING = {
-    "gpu.md": "Running on GPUs: what is measured there, the defaults per backend, and how to check a machine.",
-    "safety.md": "What aljax checks before it runs and what it refuses.",
-    "settings.md": "Every setting's domain, checked before anything compiles.",
-    "engine.md": "The engine: one round of pure pieces, its schedules and its extension points.",
-    "extending.md": "Extending aljax: strategies, models, metrics and schedules out of tree.",
-    "deep.md": "Deep active learning: models, training recipes and the published protocols.",
-}
-
 
 def _escape_cell(text: str) -> str:
     return html.escape(text).replace("|", "\\|").replace("\n", " ")
@@ -117,14 +101,6 @@ def tutorials() -> str:
 
 # any other marker NAME is the registry of that heading in aljax.cli.REGISTRIES (what `aljax list` shows)
 GENERATORS = {"cli": cli_reference, "tutorials": tutorials}
-
-
-def on_files(files, config):
-    for page, what in PENDING.items():
-        if not (DOCS / page).exists():
-            stub = f"# {page[:-3].capitalize()}\n\nThis page is being written on another branch: {what}\n"
-            files.append(File.generated(config, page, content=stub))
-    return files
 
 
 def on_page_markdown(markdown: str, page, config, files):

@@ -1,24 +1,126 @@
-"""experiments/deep.py --mode quick: every strategy of both protocols runs, seeds are paired, and the
-report, figures and JSON are written."""
+"""experiments/deep.py: every strategy of both protocols runs, seeds are paired, units are saved and
+resumed, the GPU mode's protocols run at tiny sizes, and the report states one counting rule."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import deep  # noqa: E402
 
 
-def test_deep_quick_mode_writes_a_paired_report(tmp_path):
-    assert deep.main(["--mode", "quick", "--out", str(tmp_path)]) == 0
+def tiny(experiment: deep.Experiment, strategies: tuple[str, ...]) -> deep.Experiment:
+    """``experiment``'s protocol (fitter mode, decay, subset, wrappers) at seconds-sized settings: a small
+    dropout MLP in place of the CNN (wrappers kept), 3 passes, 4 MC samples, 6 -> 12 labels by 3."""
+    model = experiment.model.replace("cnn_batchbald2019", "mlp(hidden=16,dropout=0.5)")
+    model = model.replace(deep.SCRIPT_NET, "mlp(hidden=16,dropout=0.5)").replace(deep.PAPER_NET,
+                                                                                 "mlp(hidden=16,dropout=0.5)")
+    fitter = (experiment.fitter.replace("Dense_0/kernel", "W1").replace("max_epochs=50", "max_epochs=3")
+              .replace("max_epochs=30", "max_epochs=3").replace("epoch_points=5056", "epoch_points=32")
+              .replace("epoch_points=1024", "epoch_points=32"))
+    return dataclasses.replace(experiment, model=model.replace("samples=100", "samples=3"), fitter=fitter,
+                               strategies=strategies, query_sizes=(3,), budget=12, n_initial=6, mc_samples=4,
+                               configs=20, chunk=None, subset=None if experiment.subset is None else 40,
+                               dev_size=0, learning_rate=1e-2)
+
+
+def test_gpu_mode_protocols_run_at_tiny_sizes_and_resume_unit_by_unit(tmp_path, monkeypatch, capsys):
+    gpu = deep.MODES["gpu"]
+    assert gpu.seeds >= 16 and [e.name for e in gpu.experiments][:2] == ["gal2017", "batchbald2019"]
+    gal, kirsch = gpu.experiments[:2]
+    assert set(gal.strategies) == {"random", "bald", "variation_ratios", "max_entropy", "mean_std", "epig"}
+    assert gal.budget == 300 and kirsch.budget == 200 and kirsch.query_sizes[0] == 10
+    assert gal.strategy_spec("bald") == "subsample(bald(samples=100,chunk=256),2000)"
+    small = dataclasses.replace(gpu, seeds=2, chunk=2, synthetic=True, at=(9, 12), targets=(0.6,),
+                                experiments=(tiny(gal, ("random", "bald")), tiny(kirsch, ("batchbald",))))
+    monkeypatch.setitem(deep.MODES, "gpu", small)
+
+    assert deep.main(["--mode", "gpu", "--out", str(tmp_path), "--max-minutes", "0"]) == 0  # nothing started
+    assert not (tmp_path / "units").exists() and "3 units left" in capsys.readouterr().out
+    assert deep.main(["--mode", "gpu", "--out", str(tmp_path)]) == 0
+    saved = sorted(p.name for p in (tmp_path / "units").iterdir())
+    assert saved == ["batchbald2019_q3_batchbald.json", "gal2017_q3_bald.json", "gal2017_q3_random.json"]
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "units").iterdir()}
+    capsys.readouterr()
+    assert deep.main(["--mode", "gpu", "--out", str(tmp_path)]) == 0  # resumes: every unit is already saved
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "units").iterdir()} == stamps
+    assert "final acc" not in capsys.readouterr().out
+
     results = json.loads((tmp_path / "deep.json").read_text())
-    for name, strategies in (("gal2017", deep.GAL), ("batchbald2019", deep.KIRSCH)):
-        for size in results["experiments"][name]["sizes"].values():
-            assert size["paired_initial_labels"]
-            assert set(size["summary"]) == set(strategies)
-            curve = size["mean_curves"]["random"]
-            assert curve["labels"][0] == 6 and len(curve["labels"]) == len(curve["acc"])
+    size = results["experiments"]["gal2017"]["sizes"]["3"]
+    assert size["paired_initial_labels"] and set(size["summary"]) == {"random", "bald"}
+    reach = size["summary"]["bald"]["reach"]["0.60"]
+    assert {"median", "q1", "q3", "mean", "low", "high", "never", "mean_curve"} <= set(reach)
+    assert "final_vs_random" in size["summary"]["bald"]
     report = (tmp_path / "report.md").read_text()
-    assert "Published numbers" in report and "Protocol" in report and "batchbald(samples=4" in report
-    assert (tmp_path / "gal2017_q3.png").exists() and (tmp_path / "batchbald2019_q3.png").exists()
+    assert "subsample(bald(samples=4),40)" in report and "Counting rule" in report and "curve" in report
+
+
+def test_crossings_follow_the_stated_counting_rule():
+    labels = np.array([20, 30, 40, 50])
+    acc = np.array([[0.5, 0.9, 0.9, 0.9], [0.5, 0.6, 0.7, 0.95], [0.1, 0.2, 0.3, 0.4]])
+    r = deep.crossings(labels, acc, 0.9)
+    assert (r["median"], r["q1"], r["q3"], r["n"], r["never"]) == (40.0, 35.0, 45.0, 2, 1)
+    assert np.isnan(r["mean_curve"])  # the mean curve (0.37, 0.57, 0.63, 0.75) never reaches 0.9
+    assert deep.crossings(labels, acc, 0.6)["mean_curve"] == 40.0
+
+
+def test_published_numbers_are_converted_to_our_rule():
+    assert deep.published("gal2017", "bald", 10) == "165 / 355 (mean curve, 3 repeats)"  # Table 1: 145 + 20
+    assert deep.published("batchbald2019", "batchbald", 10).startswith("100 (80–120)")  # notebook + b
+    assert deep.published("gal2017", "epig", 10) == "—"
+
+
+@pytest.mark.parametrize("mode", ["cpu", "gpu"])
+def test_modes_configs_build(mode):
+    for exp in deep.MODES[mode].experiments:
+        for q in exp.query_sizes:
+            for strategy in exp.strategies:
+                exp.config(strategy, q, 10)  # builds model, fitter and strategy: one-line errors otherwise
+
+
+def test_mc_averaged_eval_is_the_mean_of_k_consistent_samples_and_standardized_scales_inputs():
+    import jax
+    import jax.numpy as jnp
+
+    from aljax.forward import mc_dropout_logits
+    from aljax.models import make_model
+
+    x = jax.random.normal(jax.random.key(1), (5, 4, 4, 1))
+    inner = make_model("mlp(hidden=8,dropout=0.5)", 3)
+    params = inner.init(jax.random.key(0), (4, 4, 1))
+    averaged = make_model("mc_averaged(mlp(hidden=8,dropout=0.5),samples=7)", 3)
+    probs = jax.nn.softmax(mc_dropout_logits(inner, params, x, jax.random.key(0), 7)).mean(axis=0)
+    np.testing.assert_allclose(jnp.exp(averaged.apply(params, x)), probs, rtol=1e-5)
+    assert not np.allclose(probs, jax.nn.softmax(inner.apply(params, x)))  # not the eval-mode pass
+    key = jax.random.key(2)
+    np.testing.assert_array_equal(averaged.apply(params, x, key=key, train=True),
+                                  inner.apply(params, x, key=key, train=True))
+    scaled = make_model("standardized(mlp(hidden=8,dropout=0.5),mean=0.5,std=2.0)", 3)
+    np.testing.assert_allclose(scaled.apply(params, x), inner.apply(params, (x - 0.5) / 2.0), rtol=1e-6)
+
+
+def test_the_issues_cli_cnn_run_learns_with_its_recipe_at_tiny_sizes(mnist):
+    """`aljax run --model cnn_gal2017 --strategy bald --initial random --init 20 --query-size 10 --budget
+    60 --seeds 2` with everything else from the recipe (its 50 passes of ⌈N/128⌉ = 1 step; a narrower CNN,
+    a 300-image pool and 500 test images to keep it cheap): well above chance (10 %) at 60 labels."""
+    from aljax.cli import build_parser, build, check, resolve
+    from aljax.data import Split, dev_data
+
+    flags = ["--model", "cnn_gal2017", "--strategy", "bald", "--initial", "random", "--init", "20",
+             "--query-size", "10", "--budget", "60", "--seeds", "2", "--out", "unused"]
+    settings, sources = resolve(build_parser().parse_args(["run", *flags]))
+    assert sources["fitter"] == sources["optimizer"] == sources["learning_rate"] == "recipe cnn_gal2017"
+    settings |= {"model": "cnn_gal2017(filters=8,hidden=32)", "n_classes": 10}
+    config, hyper = build(settings, check(settings))
+    data = dev_data(mnist, pool_size=300, dev_size=100)
+    data = dataclasses.replace(data, test=Split(data.test.x[:500], data.test.y[:500]))
+    curves = deep.run_config(data, config, hyper, n_seeds=2, chunk=2)
+    assert curves["labels"][-1] == 60
+    assert float(np.mean(np.asarray(curves["acc"])[:, -1])) > 0.4, curves["acc"]
+    assert np.asarray(hyper.learning_rate) == np.float32(0.001)

@@ -12,7 +12,7 @@ from aljax.testing import assert_close
 
 SAMPLE = (2, 3, 1)  # a tiny image: models flatten what they need
 PUBLISHED_CNNS = ("cnn_batchbald2019", "cnn_gal2017")  # valid 4×4 and 5×5 convolutions need MNIST-sized images
-WRAPPERS = ("ensemble",)  # a model of models: tested below
+WRAPPERS = ("ensemble", "standardized", "mc_averaged")  # models of models: tested below and in test_deep.py
 FLAT = sorted(set(MODELS) - set(PUBLISHED_CNNS) - set(WRAPPERS))  # tested at SAMPLE, with the init_scale setting they share
 
 
