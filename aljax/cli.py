@@ -188,7 +188,6 @@ def resolve_plan(settings: dict, out: Path, force: bool = False, convolutional: 
 COUNTS = ("seeds", "chunk_size", "query_size", "n_initial", "pool_size", "dev_size", "test_size", "budget",
           "phases", "forward_rows", "capacity", "n_classes", "patience", "max_steps")
 SEED_LIMIT = 2**32  # jax.random.key(seed) keeps the low 32 bits: seed 2**32 is seed 0
-INT32_MAX = 2**31 - 1
 
 
 def check(settings: dict) -> int:
@@ -219,9 +218,6 @@ def check(settings: dict) -> int:
     lr = settings["learning_rate"]
     if not (math.isfinite(lr) and 0 < lr <= float(np.finfo(np.float32).max)):
         raise CliError(f"--learning-rate must be a positive number (a float32), got {lr}")
-    for key in ("patience", "max_steps"):  # traced int32 hyper-parameters
-        if settings[key] > INT32_MAX:
-            raise CliError(f"--{key.replace('_', '-')} must be at most {INT32_MAX} (an int32), got {settings[key]}")
     if settings["seeds"] > 1 and settings["initial"] == "first" and not is_stochastic(settings["strategy"]):
         raise CliError(f"the {settings['seeds']} seeds would be identical (initial labels = the first rows, and "
                        f"{settings['strategy']!r} is declared deterministic); pass --initial random (or kmeans), or "
@@ -280,12 +276,12 @@ MAX_SEEDS = 1_000_000  # seeds of one run, unless $ALJAX_MAX_SEEDS says otherwis
 
 
 def check_caps(settings: dict) -> None:
-    """Every integer setting within int32 (the program's counters) and ``seeds`` within the cap
-    (:data:`MAX_SEEDS`, overridden by ``$ALJAX_MAX_SEEDS``): a number beyond them is one line, not a
-    hang or an overflow."""
+    """Every integer setting but ``seed`` (a PRNG seed, checked by :func:`check`) within int32 (the
+    program's counters: steps, patience, rows, labels) and ``seeds`` within the cap (:data:`MAX_SEEDS`,
+    overridden by ``$ALJAX_MAX_SEEDS``): a number beyond them is one line, not a hang or an overflow."""
     for key, (_, kind) in all_settings().items():
         value = settings.get(key)
-        if kind is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
+        if key != "seed" and kind is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
             shown = value if len(str(value)) <= 20 else f"a {len(str(abs(value)))}-digit number"
             raise CliError(f"{key.replace('_', '-')} = {shown} is beyond {INT32_MAX}, the largest count the program "
                            f"holds (int32)")

@@ -119,7 +119,7 @@ def test_objects_and_specs_alike():
     assert [name for name, _ in plugins.metrics] == ["ece", "test_nll"] and plugins.lr_schedule is frozen_after_first
     with pytest.raises(TypeError, match="Config.lr_schedule must be a spec string, a function"):
         Config(lr_schedule=3)
-    with pytest.raises(ValueError, match="metric 'os:getcwd' is not declared"):
+    with pytest.raises(ValueError, match="metric 'os:getcwd' is not a declared aljax metric"):
         Config(metrics="os:getcwd")
     with pytest.raises(ValueError, match="unknown metric 'tset_nll'; did you mean 'test_nll'"):
         Config(metrics=("tset_nll",))

@@ -67,7 +67,9 @@ MODEL_CASES = [("softmax_regression", (6,)), ("mlp", (6,)), ("mlp(hidden=4,dropo
                ("cnn_gal2017", (28, 28, 1)), ("cnn_gal2017(filters=2,kernel=2,hidden=4,dropout_conv=0,dropout_dense=0)",
                                              (8, 8, 1)),
                ("cnn_batchbald2019", (28, 28, 1)), ("ensemble", (6,)), ("ensemble(members=1)", (6,)),
-               ("ensemble(cnn_gal2017(filters=2,kernel=2,hidden=4),members=2)", (8, 8, 1))]
+               ("ensemble(cnn_gal2017(filters=2,kernel=2,hidden=4),members=2)", (8, 8, 1)),
+               ("standardized", (6,)), ("standardized(mlp(dropout=0.5))", (6,)),
+               ("mc_averaged", (6,)), ("mc_averaged(cnn_gal2017(filters=2,kernel=2,hidden=4),samples=2)", (8, 8, 1))]
 
 
 @pytest.mark.parametrize("spec,shape", MODEL_CASES)

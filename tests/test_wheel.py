@@ -106,7 +106,7 @@ def test_public_names_are_spelled_out_for_type_checkers():
     exports = next(node.value for node in tree.body if isinstance(node, ast.Assign)
                    and getattr(node.targets[0], "id", "") == "_EXPORTS")
     lazy = {(module.value, name.value) for module, names in zip(exports.keys, exports.values) for name in names.elts}
-    checking = next(node for node in tree.body if isinstance(node, ast.If))
+    checking = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
     typed = {(f"aljax.{a.name}" if imp.module == "aljax" else imp.module, a.name if imp.module != "aljax" else None)
              for imp in checking.body for a in imp.names}
     assert {(m, n) for m, n in typed if n is not None} == lazy
