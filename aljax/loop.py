@@ -2,8 +2,8 @@
 working). The engine itself is a round plus schedules:
 
 * :mod:`aljax.config`: :class:`Config` (static, hashable settings) and :func:`components`;
-* :mod:`aljax.round`: the round's pure pieces over one seed (:class:`Round`, :func:`make_round`),
-  the :class:`State`, the :class:`RoundInfo` and the :class:`RoundContext`;
+* :mod:`aljax.round`: the round's pure pieces over one seed (:class:`Round`, :func:`make_round`);
+* :mod:`aljax.round_state`: the round's data (:class:`State`, :class:`RoundInfo`, :class:`RoundContext`);
 * :mod:`aljax.round_metrics`: metric plug-ins and learning-rate schedules by round;
 * :mod:`aljax.schedules`: the drivers of those pieces: :func:`make_run` (one seed; lockstep under
   vmap), :func:`make_rounds`, :func:`make_sequential`, :func:`make_seeds_run` (continuous lanes).

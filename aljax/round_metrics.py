@@ -7,7 +7,7 @@ A **metric** is a pure function of the finished round, declared with ``@aljax.de
         ...                                  # named scalars, shape ()
 
 It receives a :class:`RoundView`: the model, the data, the state after the fit (``state.params`` are
-the fitted params), the pool logits (N, C) under them and the :class:`aljax.round.RoundContext`.
+the fitted params), the pool logits (N, C) under them and the :class:`aljax.round_state.RoundContext`.
 Every name it returns becomes a field of ``RoundInfo.extra``, a column of ``metrics.csv`` and a
 curve for ``aljax plot --metric NAME``, under every schedule. ``Config.metrics`` names metrics by spec:
 a built-in of :data:`METRICS` (``"ece(bins=10)"``) or an out-of-tree ``"pkg.mod:fn"``; settings in
@@ -33,11 +33,11 @@ import jax.numpy as jnp
 from aljax import declare
 from aljax import spec as specs
 from aljax.fit import softmax_xent
+from aljax.round_state import RoundContext, State
 
 if TYPE_CHECKING:
     from aljax.data import Data
     from aljax.models import Model
-    from aljax.round import RoundContext, State
 
 
 class MetricError(ValueError):
@@ -49,9 +49,9 @@ class RoundView:
     """What a metric reads after a round's fit (built inside the traced round; never stored).
 
     model: the :class:`~aljax.models.Model`; data: the :class:`~aljax.data.Data`; state: the
-    :class:`~aljax.round.State` after the fit (fitted params, the label buffer with this round's
+    :class:`~aljax.round_state.State` after the fit (fitted params, the label buffer with this round's
     acquisitions); logits (N, C): the pool under the fitted params; context: the round's
-    :class:`~aljax.round.RoundContext`.
+    :class:`~aljax.round_state.RoundContext`.
     """
 
     model: Model
