@@ -152,16 +152,17 @@ def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> di
 
 
 def gal_round(train: dict, score: dict, torch_rates: dict | None) -> dict:
-    """Seconds per seed of one round of the Gal 2017 protocol at ``deep.py --mode full``'s sizes, derived
+    """Seconds per seed of one round of the Gal 2017 protocol as aljax ran it before its recipes
+    (``deep.py --mode gpu``'s ``gal2017_aljax_old`` row: epochs of sampled points, the whole pool), derived
     from the rates measured here: the most a fit can train (max_epochs × epoch_points images, patience
     stops sooner) plus MC scoring of the whole pool (pool rows × MC samples). Rates summed over seeds
     give seconds per seed as work / rate."""
     from deep import MODES
     from aljax import spec
 
-    gal = next(e for e in MODES["full"].experiments if e.name == "gal2017")
+    gal = next(e for e in MODES["gpu"].experiments if e.name == "gal2017_aljax_old")
     fitter = dict(spec.parse(gal.fitter).kwargs)
-    pool = 60_000 - MODES["full"].dev_size  # MNIST's training images that are not dev
+    pool = 60_000 - gal.dev_size  # MNIST's training images that are not dev
     trained, scored = fitter["max_epochs"] * fitter["epoch_points"], pool * gal.mc_samples
     out = {"train_images": trained, "score_images": scored,
            "aljax_s": {layout: trained / train[layout] + scored / score[layout] for layout in train}}

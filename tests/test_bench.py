@@ -41,6 +41,6 @@ def test_gal_round_adds_the_full_protocols_training_and_scoring_at_the_measured_
 
     r = bench_deep.gal_round({"1 seed": 100.0}, {"1 seed": 1000.0},
                              {"train_images_per_s": 50.0, "score_images_per_s": 500.0})
-    assert r["train_images"] == 50 * 1024 and r["score_images"] == 59_000 * 20  # deep.py --mode full
+    assert r["train_images"] == 50 * 1024 and r["score_images"] == 59_000 * 20  # deep.py --mode gpu, gal2017_aljax_old
     assert r["aljax_s"]["1 seed"] == r["train_images"] / 100 + r["score_images"] / 1000
     assert r["torch_s"] == 2 * r["aljax_s"]["1 seed"]
