@@ -39,7 +39,6 @@ DATA_ENV = "ALJAX_DATA"
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MAKE_TARGETS = {"mnist": "data", "fashion_mnist": "data-fashion"}  # the Makefile's target of each named dataset
 FETCH_HINT = f"run `make {MAKE_TARGETS['mnist']}`"
-FASHION_FETCH_HINT = f"run `make {MAKE_TARGETS['fashion_mnist']}`"
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -170,21 +169,23 @@ def load_idx_dataset(data_dir: str | Path, checksums: dict[str, str] | None, nam
 def load_mnist(data_dir: str | Path | None = None, *, verify: bool = True) -> Raw:
     """MNIST from its four official IDX files (checksums of DESIGN §8 verified by default), in
     ``data_dir`` or else ``mnist/`` of the folder the command line uses (:func:`find_data_dir`)."""
-    if data_dir is None:
-        found, how = find_data_dir()
-        return load_idx_dataset(found / "mnist", MNIST_SHA256 if verify else None, "mnist",
-                                fetch_hint("mnist", found, how))
-    return load_idx_dataset(data_dir, MNIST_SHA256 if verify else None, "mnist")
+    return _load_named("mnist", data_dir, verify)
 
 
 def load_fashion_mnist(data_dir: str | Path | None = None, *, verify: bool = True) -> Raw:
     """Fashion-MNIST (same IDX layout and sizes as MNIST) from ``make data-fashion``'s files, in
     ``data_dir`` or else ``fashion_mnist/`` of the folder the command line uses (:func:`find_data_dir`)."""
+    return _load_named("fashion_mnist", data_dir, verify)
+
+
+def _load_named(name: str, data_dir: str | Path | None, verify: bool) -> Raw:
+    """The named dataset (a key of :data:`CHECKSUMS`) from ``data_dir``, else from ``name/`` of the
+    folder :func:`find_data_dir` finds, with the fetch hint that fits where it looked."""
+    checksums = CHECKSUMS[name] if verify else None
     if data_dir is None:
         found, how = find_data_dir()
-        return load_idx_dataset(found / "fashion_mnist", FASHION_MNIST_SHA256 if verify else None, "fashion_mnist",
-                                fetch_hint("fashion_mnist", found, how))
-    return load_idx_dataset(data_dir, FASHION_MNIST_SHA256 if verify else None, "fashion_mnist", FASHION_FETCH_HINT)
+        return load_idx_dataset(found / name, checksums, name, fetch_hint(name, found, how))
+    return load_idx_dataset(data_dir, checksums, name, f"run `make {MAKE_TARGETS[name]}`")
 
 
 def load_tfds(name: str, data_dir: str | Path | None = None) -> Raw:
