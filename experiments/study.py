@@ -49,6 +49,7 @@ from aljax.metrics import mean_ci
 from aljax.plots import plot_curves
 from aljax.progress import Progress
 from aljax.strategies import STRATEGIES, registry, resolve
+from provenance import DIGITS_MAY_DIFFER, reproduce_lines
 
 REFERENCE = "random"
 AUTO_LABEL = ("most_confident",)  # auto-labeling orders, not query strategies: left out of the study
@@ -123,15 +124,12 @@ def command(setting: dict, pool_size: int, strategy: str, query_size: int, n_see
 
 
 def provenance(r: dict, what: str, commands: list[str]) -> list[str]:
-    """The lines under a report table: the command(s) that reproduce it, the machine kind it ran on, and
-    what may differ elsewhere."""
+    """The lines under a report table (:func:`provenance.reproduce_lines`): the command(s) that reproduce
+    it, the machine kind it ran on, and what may differ elsewhere."""
     kind = r.get("backend", "cpu" if " cpu " in r["machine"] else "?").upper()
-    shown = [f"`{c}`" for c in commands]
-    return ["", f"Reproduce {what}: " + ("; ".join(shown)) + f". Ran on: {kind} ({r['machine']}). "
-            "Elsewhere: another machine kind, `--schedule` or `--chunk-size` rounds batched products "
-            "differently, so expect the same intervals, not the same digits (the CLI's defaults run "
-            "continuous lanes). The run's metrics.csv holds float32 accuracies: round them to test-set counts "
-            "(x 10 000) before comparing the last digit."]
+    return reproduce_lines(what, commands, f"{kind} ({r['machine']})", elsewhere=(
+        f"{DIGITS_MAY_DIFFER} (the CLI's defaults run continuous lanes). The run's metrics.csv holds float32 "
+        "accuracies: round them to test-set counts (x 10 000) before comparing the last digit"))
 
 
 def seed_keys(start: int, stop: int) -> jax.Array:

@@ -1,14 +1,20 @@
 """Shared fixtures: a tiny synthetic dataset, and real MNIST when `make data` has run (or $ALJAX_DATA
 holds mnist/, plain or gzipped); the ``gpu`` marker: such tests are skipped, with the reason, where
-JAX computes on another backend."""
+JAX computes on another backend. ``experiments/`` is on the path, so tests import its scripts (and the
+scripts each other) by name."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aljax.data import Data, IDX_STEMS, Split, find_data_dir, find_idx, load_mnist, make_pool, make_split
 from aljax.precision import backend
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 
 def pytest_configure(config):
