@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from aljax.metrics import mean_ci
 from aljax.models import flatten
 from aljax.plots import plot_curves
 from aljax.store import environment
+from provenance import DIGITS_MAY_DIFFER, machine, machine_words, reproduce_lines, script
 
 # The article's reported test accuracies (400-image test set).
 ARTICLE = {
@@ -101,6 +104,44 @@ class Plan:
         rounds = (self.pool - self.budget) // query_size
         return Config(strategy="most_confident", n_initial=1, query_size=query_size, rounds=rounds, oracle="model",
                       capacity=self.pool, phases=max(1, min(rounds, (self.pool - self.budget) // self.budget)))
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def run_command(plan: Plan, protocol: str, strategy: str, initial: str, n_initial: int, budget: int, n_seeds: int,
+                seed: int, out: str, dataset: str = "mnist") -> str:
+    """The ``aljax run`` command that reruns one of this script's AL runs to the test sample, on the same
+    kind of machine: the same data split, seeds (seed i's key ``fold_in(key(seed), i)``) and program
+    (``--schedule lockstep``, every seed in one vmapped chunk, as :func:`run_seeds` and :func:`table`
+    compile them)."""
+    split = ["--test-size", str(plan.test)] if protocol == "seed" else ["--dev-size", str(plan.dev)]
+    return shlex.join([
+        "aljax", "run", "--dataset", dataset, "--protocol", protocol, "--pool-size", str(plan.pool), *split,
+        "--strategy", strategy, "--initial", initial, "--init", str(n_initial), "--query-size", str(plan.query),
+        "--budget", str(budget), "--seeds", str(n_seeds), "--seed", str(seed), "--schedule", "lockstep",
+        "--chunk-size", str(n_seeds), "--out", out])
+
+
+def table_commands(plan: Plan, dataset: str = "mnist") -> dict[str, str]:
+    """Row name -> the ``aljax run`` command giving that row of the table (key 0, pool order, one seed)
+    on the CPU backend; the auto-labeling rows have none (only this script runs them)."""
+    names = plan.names()
+    sizes = {names["all"]: plan.pool, names["first"]: plan.budget, names["initial"]: plan.initial}
+    commands = {name: run_command(plan, "seed", "least_confidence", "first", n, n, 1, 0, f"results/{name}", dataset)
+                for name, n in sizes.items()}
+    commands[names["active"]] = run_command(plan, "seed", "least_confidence", "first", plan.initial, plan.budget, 1,
+                                            0, f"results/{names['active']}", dataset)
+    return {name: "JAX_PLATFORMS=cpu " + command for name, command in commands.items()}
+
+
+def seeds_commands(plan: Plan, protocol: str, dataset: str = "mnist") -> dict[str, str]:
+    """Row name -> the ``aljax run`` command giving that distribution row (AL and random; the
+    auto-labeling row continues this script's AL states and has none)."""
+    names = plan.names()
+    return {names[key]: run_command(plan, protocol, strategy, "random", plan.initial, plan.budget, plan.seeds, 1,
+                                    f"results/{protocol}-{names[key]}", dataset)
+            for key, strategy in (("active", "least_confidence"), ("random", "random"))}
 
 
 # ----------------------------------------------------------------------------- running
@@ -356,21 +397,61 @@ def findings(results: dict) -> list[str]:
     return out
 
 
+def ran_on(results: dict, part: str) -> str:
+    """'CPU (1 cpu device, 2 cores)', or 'the CPU device of a GPU (...) machine': the kind of device a
+    part of the report ran on, and the machine."""
+    kind, m = results["devices"][part].split(" ")[0].upper(), results["machine"]
+    return machine_words(m) if kind == m["kind"] else f"the {kind} device of a {machine_words(m)} machine"
+
+
+def table_provenance(results: dict, plan: Plan) -> list[str]:
+    """The lines under the article's table: this script's command, each row's ``aljax run`` command,
+    how they ran and what is exact where."""
+    lines = reproduce_lines(
+        "the table", [results["command"]], ran_on(results, "table"),
+        how="each row is one run (one seed, key 0, pool order) compiled on its own on the CPU device; "
+            "`auto_all` and `auto_confident` continue the AL row's state, so only this script runs them "
+            "(`make reproduce-table` is the same script with `--table-only`)",
+        elsewhere="the table is exact on the CPU backend, where the article's digits were checked; "
+                  "a GPU's float32 products round differently (TF32) and change which points an AL run "
+                  "picks, which is why the table never runs there (docs/gpu.md)")
+    lines += ["", "Each row alone, through the command line (the same curve, to the test sample):", ""]
+    lines += [f"- `{name}`: `{command}`" for name, command in table_commands(plan).items()]
+    return lines
+
+
+def seeds_provenance(results: dict, plan: Plan) -> list[str]:
+    """The lines under the distributions' table: this script's command, each AL and random row's
+    ``aljax run`` command, and the schedule and chunk sizes that produced the rows."""
+    lines = []
+    for protocol in ("seed", "dev"):
+        commands = seeds_commands(plan, protocol)
+        lines += reproduce_lines(
+            f"protocol `{protocol}`'s rows", [results["command"], *commands.values()], ran_on(results, protocol),
+            how=f"{' and '.join(f'`{n}`' for n in commands)} (the commands after the script's, in that order): all "
+                f"{plan.seeds} seeds in one chunk, vmapped in lockstep, seed i's key `fold_in(key(1), i)`; "
+                f"`auto_confident`: this script only, the first {plan.auto_seeds} AL states in vmapped batches "
+                f"of {min(plan.auto_chunk, plan.auto_seeds)} (`--auto-chunk`)",
+            elsewhere=DIGITS_MAY_DIFFER + " (the CLI's defaults run continuous lanes); the run's "
+                      "metrics.csv holds float32 accuracies: round them to test-set counts before comparing")
+    return lines
+
+
 def report_markdown(results: dict) -> str:
     n_test = results["plan"]["test"]
+    plan = Plan(**results["plan"])
     parts = ["# Reproduction of “Active Learning on MNIST: saving on labeling”", "",
-             f"Protocol `seed`: pool = first {results['plan']['pool']} MNIST training images, early stopping AND "
+             f"Protocol `seed`: pool = first {plan.pool} MNIST training images, early stopping AND "
              f"reporting on the first {n_test} test images (one test sample = {100 / n_test:.2f} pp). Pool order, "
              "key 0.", "", "## The article's table", "", table_markdown(results["rows"], n_test), "",
-             devices_markdown(results["devices"]), ""]
+             devices_markdown(results["devices"]), *table_provenance(results, plan), ""]
     if results["multiseed"]:
-        plan = results["plan"]
         parts += ["## Distributions over seeds", "",
-                  f"Each seed draws its {plan['initial']} initial labels at random (AL and random share them); "
-                  f"`auto_confident` continues the first {plan['auto_seeds']} AL seeds. Protocol `dev`: early "
-                  f"stopping on the last {plan['dev']} training images (extra labels, counted as dev labels), "
-                  "accuracy on the full 10 000-image test set.", "", multiseed_markdown(results["multiseed"]), "",
-                  *findings(results), ""]
+                  f"Each seed draws its {plan.initial} initial labels at random (AL and random share them); "
+                  f"`auto_confident` continues the first {plan.auto_seeds} AL seeds. Protocol `dev`: early "
+                  f"stopping on the last {plan.dev} training images (extra labels, counted as dev labels), "
+                  "accuracy on the full 10 000-image test set.", "", multiseed_markdown(results["multiseed"]),
+                  *seeds_provenance(results, plan), "", *findings(results), ""]
     if results.get("clusters"):
         c = results["clusters"]
         parts += ["## k-means", "", f"10 k-means++ / Lloyd clusters of the pool: purity {pct(c['purity'])} against "
@@ -391,11 +472,13 @@ def report_markdown(results: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False) -> dict:
-    """Run the parts of ``plan`` on ``raw``; write ``out``/results.json, report.md and figures."""
+def reproduce(raw: Raw, plan: Plan, out: Path, table_only: bool = False,
+              command: str = script("reproduce.py")) -> dict:
+    """Run the parts of ``plan`` on ``raw``; write ``out``/results.json, report.md and figures.
+    ``command``: the command line that called this, which the report prints under each table."""
     timing = {"parts": {}, "compile": {}, "per_seed": {}}
     results = {"protocol": "seed", "plan": dataclasses.asdict(plan), "rows": [], "multiseed": [],
-               "timing_s": timing, "versions": environment(),
+               "timing_s": timing, "versions": environment(), "command": command, "machine": machine(),
                "devices": {"table": precision.describe(precision.exact_device())}}
     start = time.perf_counter()
 
@@ -458,7 +541,8 @@ def main(argv: list[str] | None = None) -> dict:
     except (ValueError, DataError) as err:
         parser.error(str(err))
     out = args.out / "table" if args.table_only else args.out
-    results = reproduce(raw, plan, out, table_only=args.table_only)
+    results = reproduce(raw, plan, out, table_only=args.table_only,
+                        command=script("reproduce.py", sys.argv[1:] if argv is None else argv))
     print()
     print(table_markdown(results["rows"], plan.test))
     if results["multiseed"]:

@@ -1,5 +1,6 @@
-"""Every committed number carries the command that reproduces it: the command the study's report prints
-under a table, rerun, gives that table's digits (here at a tiny size, on a synthetic 10-class dataset)."""
+"""Every committed number carries the command that reproduces it: the commands the study's and the
+reproduction's reports print under their tables, rerun, give those tables' digits (here at a tiny size,
+on synthetic 10-class datasets)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+import reproduce
+import study
 from aljax import store
 from aljax.compare import at_labels, summary
 from aljax.data import dev_data, load_dataset
 from test_cli import idx_bytes
+from test_reproduce import PLAN, tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-import study  # noqa: E402
 
 
 def ten_class_blobs(folder: Path) -> Path:
@@ -59,3 +61,46 @@ def test_the_study_command_reproduces_the_study_digits(tmp_path):
     assert rerun["n_labeled"][0, -1] == setting.budget
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)  # seed by seed
     assert study.pct(summary(got)) == study.pct(summary(expected))  # the digits a report prints
+
+
+def rerun(line: str, folder: Path, dataset: str) -> dict:
+    """Run a printed ``[ENV=V ...] aljax run ...`` command (its ``--dataset`` and ``--out`` moved to the
+    test's own) and read back its metrics.csv."""
+    words = shlex.split(line)
+    env = os.environ | {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    assert words[:2] == ["aljax", "run"] and "--schedule" in words and "--chunk-size" in words
+    words[words.index("--dataset") + 1] = dataset
+    words[words.index("--out") + 1] = str(folder)
+    done = subprocess.run([sys.executable, "-m", "aljax", *words[1:], "--quiet"], cwd=folder.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return store.read_metrics(folder)
+
+
+def test_the_reproduction_commands_give_its_table_and_distribution_digits(tmp_path):
+    raw = tiny_raw()
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for split, x, y in (("train", raw.train_x, raw.train_y), ("t10k", raw.test_x, raw.test_y)):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x08))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y.astype(np.uint8), 0x08))
+    results = reproduce.reproduce(raw, PLAN, tmp_path / "out", command="python experiments/reproduce.py --tiny")
+    report = (tmp_path / "out" / "report.md").read_text()
+    names = PLAN.names()
+    table, seeds = reproduce.table_commands(PLAN), reproduce.seeds_commands(PLAN, "seed")
+    for line in (*table.values(), *seeds.values(), *reproduce.seeds_commands(PLAN, "dev").values()):
+        assert f"`{line}`" in report  # the report prints every command this test reruns
+    assert "Reproduce the table: `python experiments/reproduce.py --tiny`" in report
+
+    row = next(r for r in results["rows"] if r["name"] == names["active"])
+    got = rerun(table[names["active"]], tmp_path / "row", f"idx:{folder}")
+    n_test = PLAN.test  # metrics.csv holds float32 accuracies; compare test-set counts
+    assert got["n_labeled"][0].tolist() == row["curve_labels"]
+    np.testing.assert_array_equal(np.round(got["test_accuracy"][0] * n_test), np.round(np.array(row["curve"]) * n_test))
+
+    dist = next(s for s in results["multiseed"] if (s["protocol"], s["name"]) == ("seed", names["active"]))
+    got = rerun(seeds[names["active"]], tmp_path / "seeds", f"idx:{folder}")
+    np.testing.assert_array_equal(np.round(got["test_accuracy"][:, -1] * n_test), np.round(np.array(dist["values"]) * n_test))

@@ -91,3 +91,74 @@ def test_every_block_runs_or_says_why_not(block, tmp_path):
         command = ["bash", "-c", prelude + block.code]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{block.name} failed:\n{done.stderr[-3000:]}"
+
+
+# ----------------------------------------------------------------------------- tables of results
+
+TABLE_RULE = re.compile(r"^\|[-:| ]+\|$")
+MEASURED = re.compile(r"\d\.\d|\d ?%|\d ?×")  # a decimal, a percentage or a ratio in a table's body
+NOT_A_RESULT = re.compile(r"^<!-- not a result: (.+\S) -->$")
+RESULT_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+@dataclass(frozen=True)
+class Table:
+    page: Path
+    line: int  # 1-based line of the header row
+    measured: bool  # its body holds a measured number
+    reason: str | None  # why it is not a result (<!-- not a result: REASON --> above it)
+    after: tuple[str, ...]  # the lines after it, up to the next table or heading
+
+    @property
+    def name(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def tables(page: Path) -> list[Table]:
+    """The Markdown tables of a page, outside fenced blocks."""
+    lines, found, i, fenced = page.read_text().splitlines(), [], 0, False
+    while i < len(lines):
+        if FENCE.match(lines[i]):
+            fenced = not fenced
+        if fenced or not (lines[i].startswith("|") and i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1])):
+            i += 1
+            continue
+        end = i + 2
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        stop = end
+        while stop < len(lines) and not lines[stop].startswith(("|", "#")):
+            stop += 1
+        marker = NOT_A_RESULT.match(lines[i - 1].strip()) if i else None
+        found.append(Table(page, i + 1, bool(MEASURED.search("\n".join(lines[i + 2:end]))),
+                           marker.group(1) if marker else None, tuple(lines[end:stop])))
+        i = end
+    return found
+
+
+RESULTS = [t for page in RESULT_PAGES for t in tables(page) if t.measured and t.reason is None]
+
+
+def test_the_parser_finds_tables_their_markers_and_what_follows(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("| a | b |\n|---|---:|\n| x | 1.5 s |\n\nReproduce: `make x`.\n\n## next\n"
+                    "<!-- not a result: a cap -->\n| cap | value |\n|---|---|\n| rows | 2.5 % |\n"
+                    "```\n| c |\n|---|\n| 3.5 |\n```\n")
+    found = tables(page)
+    assert [(t.line, t.measured, t.reason) for t in found] == [(1, True, None), (9, True, "a cap")]
+    assert found[0].after == ("", "Reproduce: `make x`.", "")
+
+
+def test_the_pages_have_tables_of_results():
+    assert len(RESULTS) >= 15, [t.name for t in RESULTS]
+
+
+@pytest.mark.parametrize("table", RESULTS, ids=[t.name for t in RESULTS])
+def test_every_table_of_results_names_the_command_that_reproduces_it(table):
+    """Under a table of measured numbers, before the next table or heading, a paragraph starts with
+    ``Reproduce`` (the command, how it ran, the machine kind, what differs elsewhere), or the table is
+    marked ``<!-- not a result: REASON -->``."""
+    text = " ".join(table.after)
+    assert any(line.startswith("Reproduce") for line in table.after), (
+        f"{table.name}: no 'Reproduce ...' paragraph under this table (or mark it <!-- not a result: why -->)")
+    assert "`" in text or "same commands" in text, f"{table.name}: the Reproduce paragraph names no command"

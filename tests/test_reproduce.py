@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import reproduce
 
 from aljax.data import Raw
-
-SPEC = importlib.util.spec_from_file_location("reproduce", Path(__file__).parents[1] / "experiments" / "reproduce.py")
-reproduce = sys.modules.setdefault("reproduce", importlib.util.module_from_spec(SPEC))
-SPEC.loader.exec_module(reproduce)
 
 PLAN = reproduce.Plan(pool=40, test=20, dev=20, initial=2, query=2, budget=10, seeds=3, auto_seeds=2)
 
