@@ -120,3 +120,19 @@ def test_missing_data_is_one_line_and_exit_2(monkeypatch, capsys):
     assert bench.main(["--quick"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "make data" in err
+
+
+def test_bench_deep_prints_its_table_with_the_command_and_the_machine_kind(tmp_path, capsys):
+    import bench_deep
+
+    argv = ["--quick", "--seeds", "2", "--batch", "8", "--model", "mlp(hidden=8,dropout=0.5)", "--out", str(tmp_path)]
+    assert bench_deep.main(argv) == 0
+    saved = json.loads((tmp_path / "bench_deep.json").read_text())
+    assert saved["command"] == ("python experiments/bench_deep.py --quick --seeds 2 --batch 8 --model "
+                                f"'mlp(hidden=8,dropout=0.5)' --out {tmp_path}")
+    assert saved["ran_on"]["kind"] == backend().upper() and saved["torch"] is None  # torch: cnn_gal2017 only
+    report = (tmp_path / "report.md").read_text()
+    assert report in capsys.readouterr().out
+    [line] = reproduce_after_blocks(report)
+    assert f"`{saved['command']}`" in line and f"Ran on: {backend().upper()} (" in line
+    assert "2 seeds as one vmap" in line and "PyTorch: not run" in line
