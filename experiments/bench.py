@@ -27,6 +27,7 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import resource
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
+import provenance  # noqa: E402
 
+from aljax.atomic import write_text  # noqa: E402
 from aljax.data import Data, DataError, Pool, features, load_mnist, make_pool, make_split, seed_data  # noqa: E402
 from aljax.loop import Config, Hyper, components, context, make_rounds, make_run, make_seeds_run  # noqa: E402
 from aljax.store import read_toml  # noqa: E402
@@ -320,7 +323,9 @@ def cli_runs(host: tuple, sizes: tuple[int, ...], quick: bool) -> list[dict]:
         np_per_seed = (time.perf_counter() - start) / 2
         progress(f"aljax run --seeds {s} {' '.join(flags)}: {wall:.1f} s")
         compile_s = timings.get("compile_s")
-        rows.append({"seeds": s, "wall_s": wall, "per_seed_s": wall / s,
+        # the command as run (`python -m aljax` is `aljax`), its temporary --out folder named OUT
+        shown = shlex.join(["aljax", *command[3:command.index("--out") + 1], "OUT", *flags])
+        rows.append({"seeds": s, "command": shown, "wall_s": wall, "per_seed_s": wall / s,
                      "compile_s": compile_s[-1] if isinstance(compile_s, list) else compile_s,
                      "chunk_size": settings["chunk_size"], "schedule": settings.get("schedule"),
                      "numpy_per_seed_s": np_per_seed, "speedup_per_seed": np_per_seed * s / wall})
@@ -393,7 +398,7 @@ def pool_scaling(raw, bandwidth: float, sizes: tuple[int, ...]) -> list[dict]:
 # ----------------------------------------------------------------------------- report
 
 
-def table(result: dict) -> str:
+def article_table(result: dict) -> list[str]:
     m, a = result["machine"], result["article"]
     lines = [
         f"machine: matmul peak {m['matmul_gflops']:.1f} GFLOP/s (n={m['matmul_n']}), memory bandwidth {m['bandwidth_gbs']:.1f} GB/s"
@@ -407,24 +412,31 @@ def table(result: dict) -> str:
             f"{label + ' x' + str(r['rounds']):<26}{r['aljax_s']:>9.3f}{r['numpy_s']:>9.3f}{r['speedup']:>8.1f}x"
             f"{r['compile_s']:>10.1f}{r['compilations']:>6}{r['gflops']:>9.1f}{r['gbs']:>6.1f}  {r['aljax_correct']}/{r['numpy_correct']} same curve: {r['same_curve']}"
         )
-    lines += ["", f"{'fit steps: seeds':>16}{'rows':>6}{'us/step':>9}{'us/seed-step':>13}{'GFLOP/s':>9}{'% peak':>8}{'GB/s':>7}{'% bw':>7}"]
+    return lines
+
+
+def fit_steps_table(result: dict) -> list[str]:
+    lines = [f"{'fit steps: seeds':>16}{'rows':>6}{'us/step':>9}{'us/seed-step':>13}{'GFLOP/s':>9}{'% peak':>8}{'GB/s':>7}{'% bw':>7}"]
     for r in result["fit_steps"]:
         lines.append(
             f"{r['seeds']:>16}{r['rows']:>6}{r['step_us']:>9.0f}{r['per_seed_step_us']:>13.0f}{r['gflops']:>9.1f}"
             f"{100 * r['fraction_of_peak']:>7.1f}%{r['gbs']:>7.1f}{100 * r['fraction_of_bandwidth']:>6.0f}%"
         )
-    lines += seeds_table(result) + pool_table(result)
-    return "\n".join(lines)
+    return lines
 
 
 def seeds_table(result: dict) -> list[str]:
-    lines = ["", f"{'schedule':>11}{'seeds':>6}{'group':>6}{'phases':>7}{'s/seed':>10}{'numpy s/seed':>13}{'speedup':>9}{'GFLOP/s':>9}{'% peak':>8}{'wasted':>8}{'#comp':>6}"]
+    lines = [f"{'schedule':>11}{'seeds':>6}{'group':>6}{'phases':>7}{'s/seed':>10}{'numpy s/seed':>13}{'speedup':>9}{'GFLOP/s':>9}{'% peak':>8}{'wasted':>8}{'#comp':>6}"]
     for r in result["seeds"]:
         lines.append(
             f"{r.get('schedule', 'lockstep'):>11}{r['seeds']:>6}{r['group']:>6}{r['phases']:>7}{r['per_seed_s']:>10.4f}{r['numpy_per_seed_s']:>13.3f}{r['speedup_per_seed']:>8.1f}x"
             f"{r['executed_gflops']:>9.1f}{100 * r['fraction_of_peak']:>7.1f}%{100 * r['wasted_steps']:>7.1f}%{r['compilations']:>6}"
         )
-    lines += ["", f"{'aljax run --seeds':>18}{'chunk':>6}{'schedule':>11}{'wall s':>8}{'compile s':>10}{'s/seed':>8}{'numpy s/seed':>13}{'speedup':>9}"]
+    return lines
+
+
+def cli_table(result: dict) -> list[str]:
+    lines = [f"{'aljax run --seeds':>18}{'chunk':>6}{'schedule':>11}{'wall s':>8}{'compile s':>10}{'s/seed':>8}{'numpy s/seed':>13}{'speedup':>9}"]
     for r in result.get("cli", []):
         lines.append(f"{r['seeds']:>18}{r['chunk_size']:>6}{str(r['schedule']):>11}{r['wall_s']:>8.1f}{r['compile_s']:>10.1f}"
                      f"{r['per_seed_s']:>8.3f}{r['numpy_per_seed_s']:>13.3f}{r['speedup_per_seed']:>8.1f}x")
@@ -432,7 +444,7 @@ def seeds_table(result: dict) -> list[str]:
 
 
 def pool_table(result: dict) -> list[str]:
-    lines = ["", f"{'pool':>9}{'round s':>9}{'score s':>9}{'GB/s':>7}{'% bw':>7}{'numpy score s':>14}{'peak RSS GB':>12}"]
+    lines = [f"{'pool':>9}{'round s':>9}{'score s':>9}{'GB/s':>7}{'% bw':>7}{'numpy score s':>14}{'peak RSS GB':>12}"]
     for r in result["pool"]:
         np_s = "-" if r["numpy_score_s"] is None else f"{r['numpy_score_s']:.4f}"
         lines.append(
@@ -440,6 +452,73 @@ def pool_table(result: dict) -> list[str]:
             f"{100 * r['fraction_of_bandwidth']:>6.0f}%{np_s:>14}{r['peak_rss_gb']:>12.2f}"
         )
     return lines
+
+
+def reproduce(result: dict, what: str, how: str, commands: list[str] | None = None,
+              elsewhere: str = provenance.TIMES_DIFFER) -> list[str]:
+    """The lines under one of the benchmark's tables (:func:`provenance.reproduce_lines`): this
+    invocation's command unless ``commands`` are given, the machine kind it ran on, and that times
+    differ elsewhere."""
+    return provenance.reproduce_lines(what, commands or [result["command"]],
+                                      provenance.machine_words(result["ran_on"]), how=how, elsewhere=elsewhere)
+
+
+def markdown(result: dict) -> str:
+    """Every table ``result`` holds, each in a code block followed by the lines that reproduce it."""
+    blocks = []
+
+    def add(table_lines: list[str], lines: list[str]) -> None:
+        blocks.append("```\n" + "\n".join(table_lines) + "\n```\n" + "\n".join(lines).lstrip("\n"))
+
+    if "article" in result:
+        c, d = result["article"]["c"], result["article"]["d"]
+        add(article_table(result), reproduce(
+            result, "the machine line and the (c), (d) rows",
+            f"the matmul peak is the best of several n x n products, the bandwidth the best of a jax and a numpy copy; "
+            f"(c) is one seed, {c['rounds']} rounds, compiled once, the best of 3 calls; (d) the {d['rounds']} "
+            f"auto-labeling rounds from (c)'s state (phases={d['phases']}), one call; NumPy "
+            f"(experiments/numpy_reference.py, {result['numpy_threads']} BLAS thread) just after, in the same process",
+            elsewhere=f"{provenance.TIMES_DIFFER}; the correct counts are the CPU's (aljax.precision: on a GPU "
+                      "float32 rounding may move them)"))
+    if "fit_steps" in result:
+        add(fit_steps_table(result), reproduce(
+            result, "the fit-step rows",
+            "each row's seeds (vmapped when more than 1) fit its label-buffer rows for a fixed number of steps "
+            "(patience that never runs out), compiled once, the best of 3 calls"))
+    if "seeds" in result:
+        add(seeds_table(result), reproduce(
+            result, "the seeds rows",
+            "each row's schedule, seeds, group and phases are its own columns: a lockstep row runs `lax.map` over "
+            "vmapped groups of GROUP seeds (group 1: one seed after another, unbatched; group = seeds: one vmap), a "
+            "continuous row runs `make_seeds_run` with GROUP lanes; one compiled program per row over its seeds "
+            "(run (c) with random initial labels), one timed call after compiling; NumPy per seed from 2 seeds of "
+            "the last lockstep row with phases 1"))
+    if result.get("cli"):
+        chosen = "; ".join(f"`--seeds {r['seeds']}`" + ("" if "--schedule" in r.get("command", "") else " (defaults)")
+                           + f": chunks of {r['chunk_size']}, {r['schedule']}" for r in result["cli"])
+        add(cli_table(result), reproduce(
+            result, "the `aljax run` rows (OUT: a temporary folder)",
+            "each row is one process timed whole (start-up, data, compilation, checkpoints); the chunk size and "
+            "schedule each ran, as its config.toml recorded them (the defaults: aljax.seeds.plan for this machine "
+            f"kind; continuous lanes: the plan's lanes): {chosen}; NumPy per seed: 2 seeds just after",
+            commands=[r.get("command") or f"aljax run ... --seeds {r['seeds']}" for r in result["cli"]]))
+    if "pool" in result:
+        add(pool_table(result), reproduce(
+            result, "the pool rows",
+            "one full round (fit, score, select, label) and scoring alone, each compiled once and the best of 3 "
+            "calls, per pool size (pools over 60 000 rows are synthetic); NumPy scores the same pool once"))
+    if "pool_strategies" in result:
+        add(pool_strategies_table(result["pool_strategies"]), reproduce(
+            result, "the strategy rows",
+            "one round of each strategy at the row's pool, labels and query size: today's computation against the "
+            "full one it replaces, each compiled once and the best of 3 calls (the full BADGE: 1 call outside "
+            "--quick)"))
+    return "\n\n".join(blocks)
+
+
+def report(result: dict) -> str:
+    """results/bench/report.md: every table with the lines that reproduce it, then the roofline note."""
+    return f"# aljax benchmark\n\n{markdown(result)}\n\n{roofline(result)}"
 
 
 def roofline(result: dict) -> str:
@@ -620,27 +699,29 @@ def main(argv=None) -> int:
         raw = load_mnist()
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     out = Path(args.out)
     data = seed_data(raw)
     host = (features(raw.train_x[:4000]).reshape(4000, D), raw.train_y[:4000], features(raw.test_x[:400]).reshape(400, D),
             raw.test_y[:400])
-    result = {"quick": args.quick, "devices": str(jax.devices()), "jax": jax.__version__, "numpy_threads": os.environ["OPENBLAS_NUM_THREADS"]}
+    result = {"quick": args.quick, "command": provenance.script("bench.py", sys.argv[1:] if argv is None else argv),
+              "ran_on": provenance.machine(), "devices": str(jax.devices()), "jax": jax.__version__,
+              "numpy_threads": os.environ["OPENBLAS_NUM_THREADS"]}
     result["machine"] = machine(args.quick)
     progress(f"machine: {result['machine']}")
     sizes = (16,) if args.quick else tuple(args.sizes)
     if args.only_strategies:
         result["pool_strategies"] = pool_strategies(raw, args.quick)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "strategies.json").write_text(json.dumps(result, indent=2))
-        print("\n".join(pool_strategies_table(result["pool_strategies"])))
+        write_text(out / "strategies.json", json.dumps(result, indent=2))
+        print(markdown(result))
         return 0
     if args.only_seeds:
         result["seeds"] = seeds(data, host, result["machine"]["matmul_gflops"], args.quick, sizes)
         result["cli"] = cli_runs(host, sizes, args.quick)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(result, indent=2))
-        print("\n".join(seeds_table(result)))
+        write_text(out / "bench.json", json.dumps(result, indent=2))
+        print(markdown(result))
         return 0
     result["fit_steps"] = fit_steps(data, host, result["machine"]["matmul_gflops"], result["machine"]["bandwidth_gbs"], args.quick)
     progress(f"fit steps: {result['fit_steps']}")
@@ -654,11 +735,10 @@ def main(argv=None) -> int:
     result["pool_strategies"] = pool_strategies(raw, args.quick)
     result["peak_rss_gb"] = peak_rss_gb()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2))
-    (out / "report.md").write_text(f"# aljax benchmark\n\n```\n{table(result)}\n```\n\n{roofline(result)}")
-    print(table(result))
-    print("\n".join(pool_strategies_table(result["pool_strategies"])))
-    print(f"\nwrote {out / 'bench.json'}")
+    write_text(out / "bench.json", json.dumps(result, indent=2))
+    write_text(out / "report.md", report(result))
+    print(markdown(result))
+    print(f"\nwrote {out / 'bench.json'} and {out / 'report.md'}")
     return 0
 
 

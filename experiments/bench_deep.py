@@ -8,7 +8,8 @@ against PyTorch on the same device (CUDA when JAX computes on a GPU and torch se
 with the same network (the Gal 2017 CNN, ``cnn_gal2017``) and batch size, if torch is importable
 (``pip install -e '.[bench]'``; torch is not a dependency of aljax). From those rates, the seconds
 per seed of one full-size round of the Gal protocol (:func:`gal_round`). Numbers go to stdout and to
-``--out`` (default results/bench-deep/bench_deep.json). ``--quick``: small sizes, a few seconds.
+``--out`` (default results/bench-deep/): ``bench_deep.json`` (with the command and the machine kind) and
+``report.md`` (the table and the command that reproduces it). ``--quick``: small sizes, a few seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import provenance
 from aljax import bayesian, forward
+from aljax.atomic import write_text
 from aljax.fit import softmax_xent
 from aljax.models import make_model
 
@@ -146,7 +149,8 @@ def torch_numbers(batch: int, steps: int, pool: int, k: int, repeats: int) -> di
             times.append(time.perf_counter() - t)
         return float(np.median(times))
 
-    return {"version": torch.__version__, "device": str(device) if not cuda else torch.cuda.get_device_name(),
+    return {"version": torch.__version__, "device_type": device.type,  # "cuda" or "cpu", as it ran
+            "device": str(device) if not cuda else torch.cuda.get_device_name(),
             "threads": torch.get_num_threads(),
             "train_images_per_s": steps * batch / med(train), "score_images_per_s": pool * k / med(score)}
 
@@ -171,6 +175,45 @@ def gal_round(train: dict, score: dict, torch_rates: dict | None) -> dict:
     return out
 
 
+def table(res: dict) -> list[str]:
+    """The images/s of each way of running, JAX's and PyTorch's, and the Gal round's seconds per seed."""
+    gal = (res.get("gal_full_round_per_seed") or {}).get("aljax_s", {})
+    lines = [f"{'':<24}{'train images/s':>15}{'score images/s':>15}" + (f"{'Gal round s/seed':>17}" if gal else "")]
+    for layout, train in res["jax_train_images_per_s"].items():
+        lines.append(f"{'jax, ' + layout:<24}{train:>15,.0f}{res['jax_score_images_per_s'][layout]:>15,.0f}"
+                     + (f"{gal[layout]:>17,.1f}" if layout in gal else ""))
+    torch = res.get("torch")
+    if torch:
+        torch_s = (res.get("gal_full_round_per_seed") or {}).get("torch_s")
+        lines.append(f"{'torch, 1 seed':<24}{torch['train_images_per_s']:>15,.0f}{torch['score_images_per_s']:>15,.0f}"
+                     + (f"{torch_s:>17,.1f}" if torch_s is not None else ""))
+    return lines
+
+
+def torch_words(res: dict) -> str:
+    """Where PyTorch ran, in words."""
+    torch = res.get("torch")
+    if not torch:
+        return f"not run ({res.get('torch_note', 'torch not importable')})"
+    where = torch.get("device_type", "cuda" if torch.get("device", "cpu") != "cpu" else "cpu")
+    return (f"PyTorch {torch['version']} eager on {where}"
+            + (f" ({torch['device']})" if where == "cuda" else f" ({torch['threads']} threads)"))
+
+
+def report(res: dict) -> str:
+    """The table in a code block, then the lines that reproduce it (:func:`provenance.reproduce_lines`)."""
+    how = (f"`{res['model']}`, batch {res['batch']}: training = {res['steps']} scanned Adam steps with dropout on, "
+           f"scoring = BALD over {res['pool']} rows with {res['mc_samples']} consistent MC dropout passes in chunks "
+           f"of 512 rows; JAX runs 1 seed unbatched, {res['seeds_vmapped']} seeds as one vmap, and "
+           f"{res['seeds_vmapped']} seeds in sequence (`lax.map`) in one program, rates summed over seeds; each "
+           f"number the median of the timed calls after one warm-up (compilation); PyTorch: {torch_words(res)}"
+           + (", 1 seed, the same network, batch and chunks" if res.get("torch") else ""))
+    ran_on = provenance.machine_words(res["ran_on"]) if "ran_on" in res else f"{res['device']}, {res['cpus']} cores"
+    lines = ["```", *table(res), "```"] + provenance.reproduce_lines(
+        "this table", [res["command"]], ran_on, how=how, elsewhere=provenance.TIMES_DIFFER)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -186,7 +229,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     steps, pool, k, repeats = (4, 256, 4, 2) if args.quick else (args.steps, args.pool, args.samples, args.repeats)
     model = args.model or ("cnn_gal2017(filters=8,hidden=32)" if args.quick else "cnn_gal2017")
-    res = {"device": str(jax.devices()[0]), "cpus": os.cpu_count(), "model": model, "batch": args.batch,
+    res = {"command": provenance.script("bench_deep.py", sys.argv[1:] if argv is None else argv),
+           "ran_on": provenance.machine(), "device": str(jax.devices()[0]), "cpus": os.cpu_count(), "model": model,
+           "batch": args.batch,
            "steps": steps, "pool": pool, "mc_samples": k, "seeds_vmapped": args.seeds}
     res["jax_train_images_per_s"] = {"1 seed": jax_train(model, args.batch, 0, steps, repeats),
                                      f"{args.seeds} seeds vmapped": jax_train(model, args.batch, args.seeds, steps, repeats),
@@ -206,7 +251,9 @@ def main(argv=None) -> int:
         res["torch_note"] = "torch not importable (pip install -e '.[bench]'), or a non-default model"
     print(json.dumps(res, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_deep.json").write_text(json.dumps(res, indent=1))
+    write_text(args.out / "bench_deep.json", json.dumps(res, indent=1))
+    write_text(args.out / "report.md", report(res))
+    print(report(res), end="")
     return 0
 
 

@@ -37,6 +37,8 @@ import argparse
 import dataclasses
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -53,6 +55,7 @@ from aljax.data import Data, Split, dev_data, find_data_dir, load_dataset, make_
 from aljax.fit import Hyper
 from aljax.loop import Config, components
 from aljax.plots import plot_curves
+from provenance import DIGITS_MAY_DIFFER, machine, machine_words, reproduce_lines, script
 
 NAMES = {"random": "Random", "bald": "BALD", "variation_ratios": "Var Ratios", "max_entropy": "Max Entropy",
          "mean_std": "Mean STD", "batchbald": "BatchBALD", "epig": "EPIG"}
@@ -321,6 +324,9 @@ def run_config(data: Data, config: Config, hyper: Hyper, n_seeds: int, chunk: in
     outputs = lambda state, info: {"acc": info.test_accuracy, "labels": info.n_labeled,  # noqa: E731
                                    "initial": state.order[:, : config.n_initial]}
     chunk = min(chunk, n_seeds)
+    # seeds a chunk steps at once: continuous lanes (the backend's plan, capped at the chunk), a lockstep
+    # vmap of the whole chunk, or one seed at a time
+    lanes = {"continuous": min(seeds.plan().lanes, chunk), "lockstep": chunk}.get(schedule, 1)
     t0 = time.perf_counter()
     compiled = seeds.compile_chunks(run, data, hyper, chunk, outputs)
     compile_s = time.perf_counter() - t0
@@ -330,6 +336,8 @@ def run_config(data: Data, config: Config, hyper: Hyper, n_seeds: int, chunk: in
         "acc": np.round(np.asarray(result["acc"], np.float64), 5).tolist(),
         "initial": np.asarray(result["initial"]).tolist(),
         "schedule": schedule,
+        "chunk": chunk,
+        "lanes": lanes,
         "compile_s": round(compile_s, 2),
         "run_s": round(time.perf_counter() - t0 - compile_s, 2),
     }
@@ -413,7 +421,7 @@ def run_units(mode_cfg: Mode, out: Path, only: str | None, deadline: float, log,
             continue
         if unit is None:
             t = time.perf_counter()
-            unit = {"key": key, "commit": head, "device": jax.devices()[0].device_kind,
+            unit = {"key": key, "commit": head, "device": jax.devices()[0].device_kind, "machine": machine(),
                     **run_config(data, exp.config(strategy, q, n_classes), exp.hyper(), mode_cfg.seeds, mode_cfg.chunk)}
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json(path, unit)
@@ -439,6 +447,9 @@ def assemble(done: dict, mode_cfg: Mode, only: str | None) -> dict:
                 "runs": {s: {k: r[k] for k in ("labels", "acc")} for s, r in runs.items()},
                 "summary": summarise(runs, mode_cfg, exp.budget),
                 "seconds": round(sum(r["compile_s"] + r["run_s"] for r in runs.values()), 1),
+                # how each unit's seeds ran and where (units saved before these were recorded: None)
+                "seeds_ran": {s: {"schedule": r.get("schedule"), "chunk": r.get("chunk"), "lanes": r.get("lanes"),
+                                  "machine": r.get("machine")} for s, r in runs.items()},
             }
         if sizes:
             experiments[exp.name] = {"name": exp.name, "title": exp.title, "model": exp.model, "fitter": exp.fitter,
@@ -472,13 +483,97 @@ def fmt_diff(d: dict | None) -> str:
     return f"{100 * d['mean']:+.1f}{ci}"
 
 
+# ----------------------------------------------------------------------------- provenance of a table
+
+# Flags that change where units are saved and when an invocation stops starting units, not a number.
+NOT_RESULTS = ("--out", "--max-minutes")
+ELSEWHERE = (f"{DIGITS_MAY_DIFFER}; a CPU and a GPU differ more: on a GPU float32 products use TF32 and XLA sums "
+             "in another order (aljax.precision), and the schedule follows the machine (aljax.seeds.plan: on a CPU "
+             "a CNN's seeds run one after another), so a seed's curve moves while the distributions over seeds agree")
+SCHEDULE_WORDS = {
+    "continuous": "continuous lanes, {lanes} seeds stepped at once (a seed whose fit stopped goes on to its next "
+                  "round while the others fit)",
+    "lockstep": "lockstep, one vmap of the chunk's {chunk} seeds (every fit waits for the chunk's slowest seed)",
+    "sequential": "sequential, the chunk's seeds one after another in one program",
+}
+
+
+def rerun_command(results: dict, mode: str) -> str:
+    """The command that reproduces the report's tables: the invocation's own (``results["command"]``)
+    without ``--out`` and ``--max-minutes``, which change where units are saved and when an invocation
+    stops, not the numbers (a rerun resumes the saved units, or computes them again elsewhere). A JSON
+    from before the command was recorded: the mode's command, with ``--seeds`` when it was changed."""
+    if "command" not in results:
+        default = MODES.get(mode)
+        seeds_flag = [] if default is not None and results["seeds"] == default.seeds else ["--seeds", str(results["seeds"])]
+        return script("deep.py", ["--mode", mode, *seeds_flag])
+    words, kept, skip = shlex.split(results["command"])[2:], [], False
+    for word in words:
+        if skip or word in NOT_RESULTS or word.startswith(tuple(f"{flag}=" for flag in NOT_RESULTS)):
+            skip = not skip and word in NOT_RESULTS
+            continue
+        kept.append(word)
+    return script("deep.py", kept)
+
+
+def machine_kind(results: dict) -> str:
+    """The kind of machine (``CPU``, ``GPU``) in words: ``results["machine"]``, or for a JSON from before
+    it was recorded, the kind read off the ``device`` string (``"cpu (cpu, 1 device; 2 CPU cores)"``)."""
+    if "machine" in results:
+        return machine_words(results["machine"])
+    platform = re.search(r"\((\w+)", results["device"])
+    return f"{platform.group(1).upper() if platform else '?'} ({results['device']})"
+
+
+def seeds_how(size: dict, exp: dict, n_seeds: int, mode_cfg: Mode, kind: str) -> str:
+    """How a table's units ran their seeds: chunk size and schedule, per group of strategies that ran
+    alike. Units saved before these were recorded: derived from the mode's chunk size and
+    :func:`aljax.seeds.plan` for the machine kind and model (and said so)."""
+    from aljax.models import make_model
+
+    groups, derived = {}, False
+    for strategy in size["strategies"]:
+        ran = (size.get("seeds_ran") or {}).get(strategy) or {}
+        schedule, chunk, lanes = ran.get("schedule"), ran.get("chunk"), ran.get("lanes")
+        if schedule is None or chunk is None or lanes is None:
+            derived = True
+            chunk = min(mode_cfg.chunk, n_seeds)
+            plan = seeds.plan(kind.lower(), convolutional=bool(make_model(exp["model"], 10).convolutional))
+            schedule = schedule or plan.schedule
+            lanes = {"continuous": min(plan.lanes, chunk), "lockstep": chunk}.get(schedule, 1)
+        chunks = -(-n_seeds // chunk)
+        words = f"{chunks} chunk{'s' if chunks > 1 else ''} of {chunk} seeds, " + SCHEDULE_WORDS.get(
+            schedule, schedule).format(lanes=lanes, chunk=chunk)
+        groups.setdefault(words, []).append(size["strategies"][strategy])
+    ran = "; ".join(words if len(groups) == 1 else f"{', '.join(f'`{s}`' for s in names)}: {words}"
+                    for words, names in groups.items())
+    return (f"each strategy is a unit, one compiled program over its {n_seeds} seeds (seed i's key is "
+            f"fold_in(key(0), i) in every unit): {ran}"
+            + (" (not recorded in this JSON: derived from the mode's chunk size and aljax.seeds.plan for the "
+               "machine kind and model)" if derived else "")
+            + "; `--out` and `--max-minutes` change where units are saved and when a run stops, not the numbers")
+
+
+def table_provenance(results: dict, exp: dict, q: str, mode: str, mode_cfg: Mode) -> list[str]:
+    """The lines under one table: the command, how its seeds ran, the machine kind(s) its units ran on
+    (recorded per unit; else the report's), what may differ elsewhere."""
+    size = results["experiments"][exp["name"]]["sizes"][q]
+    machines = [ran.get("machine") for ran in (size.get("seeds_ran") or {}).values()]
+    ran_on = ("; ".join(sorted({machine_words(m) for m in machines})) if machines and all(machines)
+              else machine_kind(results))
+    kind = ran_on.split(" ", 1)[0]
+    return reproduce_lines(f"this table ({exp['name']}, acquisition size {q})", [rerun_command(results, mode)],
+                           ran_on, how=seeds_how(size, exp, results["seeds"], mode_cfg, kind), elsewhere=ELSEWHERE)
+
+
 def report(results: dict, mode: str, mode_cfg: Mode, out: Path) -> str:
     lines = [f"# Deep Bayesian active learning on MNIST — `--mode {mode}`", "",
              f"{mode_cfg.seeds} paired seeds per strategy (seed i: the same balanced initial labels and initial "
              "weights for every strategy); accuracies as mean [Student-t 95 % CI] over seeds. Labels to reach a "
              "target: median (quartiles) of the per-seed first crossings; their mean [95 % CI] over the seeds "
              "that reach it; and the mean curve's first crossing. Differences to random are paired per seed. "
-             f"Generated by `python experiments/deep.py --mode {mode}` ({results['seconds'] / 60:.1f} min in "
+             f"Generated by `{results.get('command', script('deep.py', ['--mode', mode]))}` "
+             f"({results['seconds'] / 60:.1f} min in "
              f"this invocation, {results['unit_seconds'] / 60:.1f} min of units in all) on {results['device']}, "
              f"commit {results['commit']} (units computed at {', '.join(results['unit_commits'])}), report written "
              f"{results['finished']}.", ""]
@@ -510,7 +605,7 @@ def report(results: dict, mode: str, mode_cfg: Mode, out: Path) -> str:
                              + " | " + " | ".join(fmt_acc(s["at"][n]) for n in ats)
                              + f" | {fmt_acc(s['auc'])} | {fmt_diff(s.get('auc_vs_random'))} | "
                              f"{fmt_diff(s.get('final_vs_random'))} | {published(exp['name'], name, int(q), exp['model'])} |")
-            lines.append("")
+            lines += table_provenance(results, exp, q, mode, mode_cfg) + [""]
     lines += ["## Published numbers and the counting rule", ""] + [f"- {n}" for n in PUBLISHED_NOTES] + [""]
     lines += ["## Protocol: what we follow and where it differs", ""] + [f"- {n}" for n in PROTOCOL_NOTES] + [""]
     return "\n".join(lines)
@@ -592,7 +687,8 @@ def main(argv=None) -> int:
     head = commit()
     done, left = run_units(mode_cfg, out, args.only, deadline, log, head)
     results = {"mode": args.mode, "device": f"{jax.devices()[0].device_kind} ({jax.devices()[0].platform}, "
-               f"{jax.device_count()} device; {os.cpu_count()} CPU cores)", "commit": head,
+               f"{jax.device_count()} device; {os.cpu_count()} CPU cores)", "machine": machine(),
+               "command": script("deep.py", sys.argv[1:] if argv is None else argv), "commit": head,
                "unit_commits": sorted({u.get("commit", "unrecorded") for u in done.values()}),
                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": mode_cfg.seeds, "left": left,
                "seconds": time.perf_counter() - t0,

@@ -30,6 +30,7 @@ import datetime
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -86,11 +87,24 @@ def step_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
 
 
-def run_step(name: str, command: list[str], timeout: float, parse=None) -> dict:
+def shell(command: list[str], work: Path | None = None) -> str:
+    """``command`` as a shell line to run from the tree's root: this Python as ``python``, paths in the
+    tree relative to it, the temporary folder of the steps as ``WORK``."""
+    def word(w: str) -> str:
+        if w == sys.executable:
+            return "python"
+        if work is not None and w.startswith(str(work)):
+            return "WORK" + w[len(str(work)):]
+        return w[len(str(ROOT)) + 1:] if w.startswith(str(ROOT) + os.sep) else w
+    return shlex.join(word(w) for w in command)
+
+
+def run_step(name: str, command: list[str], timeout: float, parse=None, work: Path | None = None) -> dict:
     """Run ``command`` from the tree's root under ``timeout`` seconds; its record: status, wall seconds,
-    ``parse(output)`` when it succeeded, the tail of its output when it did not."""
+    ``parse(output)`` when it succeeded, the tail of its output when it did not; ``shell``: the command
+    as a shell line (:func:`shell`, ``work`` the steps' temporary folder)."""
     print(f"[gpu-check] {name}: {' '.join(command)} (timeout {timeout:.0f} s)", flush=True)
-    record = {"name": name, "command": " ".join(command), "timeout_s": round(timeout)}
+    record = {"name": name, "command": " ".join(command), "shell": shell(command, work), "timeout_s": round(timeout)}
     if timeout < 1:
         return {**record, "status": "skipped", "note": "no time left in --budget-s"}
     start = time.perf_counter()
@@ -132,16 +146,19 @@ def pytest_summary(output: str) -> dict:
 
 
 def run_summary(out: Path):
-    """A parser of ``aljax run``'s output: its folder's final test accuracies and timings."""
+    """A parser of ``aljax run``'s output: its folder's final test accuracies and timings, and the chunk
+    size and schedule the CLI resolved (its config.toml)."""
     def parse(_output: str) -> dict:
         import numpy as np
 
-        from aljax.store import read_metrics
+        from aljax.store import read_metrics, read_toml
 
         final = np.asarray(read_metrics(out)["test_accuracy"])[:, -1]
         timings = json.loads((out / "timings.json").read_text())
+        settings = read_toml(out / "config.toml")
         return {"seeds": int(final.size), "mean_test_accuracy": float(final.mean()),
-                "std_test_accuracy": float(final.std()), "timings_s": timings}
+                "std_test_accuracy": float(final.std()), "timings_s": timings,
+                "chunk_size": settings.get("chunk_size"), "schedule": settings.get("schedule") or "lockstep"}
     return parse
 
 
@@ -168,23 +185,23 @@ def check(args, sizes: Sizes, work: Path) -> list[dict]:
         return min(limit[step], deadline - time.perf_counter())
 
     py = sys.executable
-    steps = [run_step("tests", pytest_command(sizes), left("tests"), pytest_summary)]
+    steps = [run_step("tests", pytest_command(sizes), left("tests"), pytest_summary, work)]
     for seeds in sizes.run_seeds:
         out = work / f"run_c_{seeds}"
         command = [py, "-m", "aljax", "run", "--protocol", "seed", "--strategy", "least_confidence", "--initial",
                    "random", *size_flags(sizes), "--seeds", str(seeds), "--quiet", "--out", str(out), *data_flags(args)]
-        steps.append(run_step(f"run_c_{seeds}", command, left("run_c"), run_summary(out)))
+        steps.append(run_step(f"run_c_{seeds}", command, left("run_c"), run_summary(out), work))
     command = [py, str(Path(__file__).resolve()), "--c-then-d", str(sizes.cd_seeds), *size_flags(sizes),
                *data_flags(args)]
-    steps.append(run_step("c_then_d", command, left("c_then_d"), last_json))
+    steps.append(run_step("c_then_d", command, left("c_then_d"), last_json, work))
     torch = importlib.util.find_spec("torch") is not None
     command = [py, str(EXPERIMENTS / "bench_deep.py"), *sizes.bench, "--out", str(work / "bench-deep")]
     record = run_step("bench_deep", command, left("bench_deep"),
-                      lambda _: json.loads((work / "bench-deep" / "bench_deep.json").read_text()))
+                      lambda _: json.loads((work / "bench-deep" / "bench_deep.json").read_text()), work)
     steps.append({**record, "torch_importable": torch})
     command = [py, str(EXPERIMENTS / "numpy_reference.py"), "--seeds", str(sizes.numpy_seeds),
                *size_flags(sizes), *data_flags(args)]
-    steps.append(run_step("numpy", command, left("numpy"), last_json))
+    steps.append(run_step("numpy", command, left("numpy"), last_json, work))
     return steps
 
 
@@ -277,6 +294,44 @@ def step_line(step: dict, targets: dict) -> str:
     return f"| {name} | {step['status']} | {step.get('wall_s', '–')} | {verdict} | {what} |"
 
 
+def step_reproduce(step: dict, results: dict, ran_on: str) -> list[str]:
+    """The lines under the table for one step (:func:`provenance.reproduce_lines`): the command it ran
+    as a shell line (an ``aljax run`` step's with the chunk size and schedule its config.toml recorded,
+    written out as flags), how it ran its seeds, the machine kind, what may differ elsewhere."""
+    from provenance import DIGITS_MAY_DIFFER, TIMES_DIFFER, reproduce_lines
+
+    name, result, sizes = step["name"], step.get("result") or {}, results["sizes"]
+    command, elsewhere = step.get("shell") or step["command"], f"{TIMES_DIFFER}; accuracies: {DIGITS_MAY_DIFFER}"
+    if name == "tests":
+        how = "one pytest process" + (" with pytest-xdist's `-n` workers" if " -n " in command else ", serial")
+        elsewhere = f"{TIMES_DIFFER}; on a GPU the tests compare with a wider tolerance (aljax.precision)"
+    elif name.startswith("run_c_"):
+        if result.get("schedule"):
+            command += f" --schedule {result['schedule']} --chunk-size {result['chunk_size']}"
+            lanes = " (its lanes: aljax.seeds.plan's for the backend)" if result["schedule"] == "continuous" else ""
+            how = (f"the CLI's defaults for this machine, read back from the run's config.toml and written out as flags: "
+                   f"chunks of {result['chunk_size']} seeds, schedule {result['schedule']}{lanes}; one process, timed "
+                   "whole (start-up, data and compilation included)")
+        else:
+            how = "the CLI's default chunk size and schedule for this machine (not read back: the step did not finish)"
+    elif name == "c_then_d":
+        seeds = result.get("seeds", sizes["cd_seeds"])
+        how = (f"(c): {seeds} seeds as one vmap in one chunk (lockstep, as experiments/reproduce.py runs them); (d): "
+               f"the auto-labeling rounds from every seed's state, `lax.map` over vmapped batches of "
+               f"{result.get('auto_chunk', seeds)} seeds (`--auto-chunk`); one process, compile and run seconds apart")
+    elif name == "bench_deep":
+        torch = result.get("torch")
+        how = (f"JAX: 1 seed, {result.get('seeds_vmapped', '?')} seeds vmapped and in sequence (`lax.map`), each rate "
+               "the median of timed calls after a warm-up; PyTorch: "
+               + (f"eager on {torch.get('device_type', '?')} ({torch['device']})" if torch else "not run"))
+        elsewhere = TIMES_DIFFER
+    else:
+        how = (f"the NumPy reference of (c), one seed per process on {result.get('processes', 'the host')} processes "
+               "(the host's cores)")
+        elsewhere = TIMES_DIFFER + "; the NumPy reference runs on the host's CPU whatever the device"
+    return reproduce_lines(f"step {name}", [command], ran_on, how=how, elsewhere=elsewhere)
+
+
 def report_markdown(results: dict) -> str:
     env, targets = results["machine"], dict(results["targets_s"]) if not results["tiny"] else {}
     lines = [f"# `make gpu-check` — {results['date']}, commit {results['commit']}", "",
@@ -286,6 +341,16 @@ def report_markdown(results: dict) -> str:
                                                              "measurement." if results["tiny"] else ""),
              "", "| step | status | wall s | target | result |", "|---|---|---:|---|---|"]
     lines += [step_line(step, targets) for step in results["steps"]]
+    ran_on = results.get("ran_on_words") or (f"{env['platform'].upper()} ({env['device_count']} x {env['device']}, "
+                                             f"{env['cpus']} cores)")
+    if "command" in results:
+        from provenance import TIMES_DIFFER, reproduce_lines
+
+        lines += reproduce_lines("the whole table", [results["command"]], ran_on, how=(
+            "the steps below in order, each in its own process under its own timeout, all within `--budget-s`; "
+            "WORK: the steps' temporary folder"), elsewhere=TIMES_DIFFER)
+    for step in results["steps"]:
+        lines += step_reproduce(step, results, ran_on)
     failures = next((s.get("result", {}).get("failures", []) for s in results["steps"] if s["name"] == "tests"), [])
     if failures:
         lines += ["", "Test failures:", ""] + [f"- `{line}`" for line in failures]
@@ -330,9 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         steps = check(args, sizes, Path(work))
+    import provenance  # imports jax: after the steps, so this process held no GPU memory meanwhile
+
+    ran_on = provenance.machine()
     results = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(), "tiny": args.tiny,
+               "command": provenance.script("gpu_check.py", sys.argv[1:] if argv is None else argv),
                "sizes": dataclasses.asdict(sizes), "targets_s": list(sizes.targets), "steps": steps,
-               "machine": machine(), "json": "gpu_check.json"}
+               "machine": machine(), "ran_on": ran_on, "ran_on_words": provenance.machine_words(ran_on),
+               "json": "gpu_check.json"}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "gpu_check.json", json.dumps(results, indent=1) + "\n")
     write_text(out / "report.md", report_markdown(results))

@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import deep  # noqa: E402
 
+from aljax.precision import backend  # noqa: E402
+
 
 def tiny(experiment: deep.Experiment, strategies: tuple[str, ...]) -> deep.Experiment:
     """``experiment``'s protocol (fitter mode, decay, subset, wrappers) at seconds-sized settings: a small
@@ -59,6 +61,39 @@ def test_gpu_mode_protocols_run_at_tiny_sizes_and_resume_unit_by_unit(tmp_path, 
     assert "final_vs_random" in size["summary"]["bald"]
     report = (tmp_path / "report.md").read_text()
     assert "subsample(bald(samples=4),40)" in report and "Counting rule" in report and "curve" in report
+    assert results["command"] == f"python experiments/deep.py --mode gpu --out {tmp_path}"
+    assert results["machine"]["kind"] == backend().upper()
+    assert size["seeds_ran"]["bald"]["chunk"] == 2 and size["seeds_ran"]["bald"]["schedule"] in ("continuous",
+                                                                                                 "lockstep")
+    paragraphs = reproduce_after_tables(report)
+    assert len(paragraphs) == 2  # one per (experiment, acquisition size)
+    for line in paragraphs:  # --out changes where units live, not the numbers: the command leaves it out
+        assert "`python experiments/deep.py --mode gpu`" in line and f"Ran on: {backend().upper()} (" in line
+        assert "chunk of 2 seeds" in line and "Elsewhere:" in line
+
+
+def reproduce_after_tables(report: str) -> list[str]:
+    """The paragraph after each Markdown table of ``report``, each checked to be a Reproduce line that
+    names a backticked command."""
+    lines, after = report.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.startswith("|") and (i + 1 == len(lines) or not lines[i + 1].startswith("|")):
+            following = next(text for text in lines[i + 1:] if text.strip())
+            assert following.startswith("Reproduce ") and ": `" in following, following
+            after.append(following)
+    return after
+
+
+def test_the_committed_report_renders_from_its_json_with_a_reproduce_line_under_each_table():
+    """docs/deep/deep.json predates the recorded command, machine and schedule: the report falls back to the
+    mode's command, the recorded device string, and the schedule derived from the mode and the plan."""
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "docs" / "deep" / "deep.json").read_text())
+    assert "command" not in results and "machine" not in results
+    report = deep.report(results, results["mode"], deep.MODES[results["mode"]], root / "docs" / "deep")
+    [line] = reproduce_after_tables(report)
+    assert "`python experiments/deep.py --mode cpu`" in line and "Ran on: CPU (cpu (cpu, 1 device" in line
+    assert "continuous lanes, 4 seeds" in line and "not recorded in this JSON" in line
 
 
 def test_crossings_follow_the_stated_counting_rule():

@@ -63,6 +63,22 @@ def test_every_step_runs_at_tiny_size_into_one_json_and_one_report(tmp_path):
     report = (out / "report.md").read_text()
     for name in by:
         assert f"| {name} | ok |" in report
+    # under the table: the check's own command, then each step's, with the machine kind
+    kind = backend().upper()
+    lines = report.splitlines()
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    after = [line for line in lines[last_row + 1:] if line.startswith("Reproduce ")]
+    assert next(line for line in lines[last_row + 1:] if line.strip()) == after[0]
+    assert after[0].startswith(f"Reproduce the whole table: `{results['command']}`")
+    assert results["command"].startswith("python experiments/gpu_check.py --tiny --dataset idx:")
+    assert [line.split(":")[0] for line in after[1:]] == [f"Reproduce step {name}" for name in by]
+    assert all(f"Ran on: {kind} (" in line for line in after)
+    run_c = by["run_c_4"]["result"]
+    assert run_c["schedule"] and run_c["chunk_size"]
+    assert ("`python -m aljax run --protocol seed --strategy least_confidence --initial random" in after[2]
+            and f"--out WORK/run_c_4 --dataset idx:{tmp_path / 'blobs'} --schedule {run_c['schedule']} "
+                f"--chunk-size {run_c['chunk_size']}`" in after[2])
+    assert "`python experiments/gpu_check.py --c-then-d 4 " in after[3] and "batches of 4 seeds" in after[3]
 
 
 def test_pytest_summary_counts_and_failures():
