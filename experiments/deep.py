@@ -566,6 +566,14 @@ def table_provenance(results: dict, exp: dict, q: str, mode: str, mode_cfg: Mode
                            ran_on, how=seeds_how(size, exp, results["seeds"], mode_cfg, kind), elsewhere=ELSEWHERE)
 
 
+def ordered(summary: dict, experiment: str, mode_cfg: Mode) -> dict:
+    """A size's per-strategy summaries in the order of the experiment's strategies (the JSON stores keys
+    sorted), so a report renders the same from the results in memory and from the JSON written."""
+    order = next((e.strategies for e in mode_cfg.experiments if e.name == experiment), ())
+    rank = {name: i for i, name in enumerate(order)}
+    return dict(sorted(summary.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
+
+
 def report(results: dict, mode: str, mode_cfg: Mode, out: Path) -> str:
     lines = [f"# Deep Bayesian active learning on MNIST — `--mode {mode}`", "",
              f"{mode_cfg.seeds} paired seeds per strategy (seed i: the same balanced initial labels and initial "
@@ -588,10 +596,10 @@ def report(results: dict, mode: str, mode_cfg: Mode, out: Path) -> str:
         lines += [f"## {exp['title']}{kind}", "", f"Model `{exp['model']}`, fitter `{exp['fitter']}`, Adam "
                   f"{exp['learning_rate']:g}, patience {exp['patience']}, dev split {exp['dev_size']}, "
                   f"{exp['mc_samples']} MC dropout samples on {subset}.", ""]
-        for q, size in exp["sizes"].items():
-            summ = size["summary"]
-            targets = list(next(iter(summ.values()))["reach"])
-            ats = list(next(iter(summ.values()))["at"])
+        for q, size in sorted(exp["sizes"].items(), key=lambda item: int(item[0])):
+            summ = ordered(size["summary"], exp["name"], mode_cfg)
+            targets = sorted(next(iter(summ.values()))["reach"], key=float)
+            ats = sorted(next(iter(summ.values()))["at"], key=int)
             lines += [f"### Acquisition size {q}", "",
                       f"![curves]({exp_figure(exp, q, out).name})", "",
                       f"paired initial labels across strategies: {size['paired_initial_labels']}; "

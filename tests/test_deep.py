@@ -91,6 +91,7 @@ def test_the_committed_report_renders_from_its_json_with_a_reproduce_line_under_
     results = json.loads((root / "docs" / "deep" / "deep.json").read_text())
     assert "command" not in results and "machine" not in results
     report = deep.report(results, results["mode"], deep.MODES[results["mode"]], root / "docs" / "deep")
+    assert report == (root / "docs" / "deep" / "report.md").read_text()  # the committed report is this rendering
     [line] = reproduce_after_tables(report)
     assert "`python experiments/deep.py --mode cpu`" in line and "Ran on: CPU (cpu (cpu, 1 device" in line
     assert "continuous lanes, 4 seeds" in line and "not recorded in this JSON" in line
