@@ -7,6 +7,9 @@ Steps, each in its own process under its own timeout (and all within ``--budget-
 2. ``run_c_1000``  ``aljax run`` with 1000 seeds of the article's run (c): seed protocol, least
                    confidence, random initial labels, 10 -> 400 labels, 10 a round;
 3. ``run_c_10000`` the same with 10 000 seeds (target: under 60 s, start-up and compile included);
+   ``cpu_vs_gpu``  the first 100 seeds of ``run_c_1000`` again on the CPU backend: a seed's AL path
+                   differs between devices, so the check is that the distributions agree (the paired
+                   difference's 95 % CI contains 0);
 4. ``c_then_d``    1000 seeds of (c), then from each seed's state (d), the 360 rounds that auto-label
                    the 10 most confident rows (as ``experiments/reproduce.py`` runs them; target:
                    under 30 s for the whole process);
@@ -54,13 +57,14 @@ class Sizes:
     query: int = 10
     budget: int = 400
     run_seeds: tuple[int, ...] = (1000, 10_000)
+    cpu_seeds: int = 100  # the first seeds of run_c_{run_seeds[0]} rerun on the CPU backend, paired
     cd_seeds: int = 1000
     numpy_seeds: int = 32
     tests: tuple[str, ...] = ()  # pytest arguments: () = the whole suite
     bench: tuple[str, ...] = ("--seeds", "10", "--pool", "20000")
     # seconds: a step's own limit (the overall --budget-s also bounds it)
-    timeouts: tuple[tuple[str, int], ...] = (("tests", 300), ("run_c", 150), ("c_then_d", 150), ("bench_deep", 150),
-                                             ("numpy", 90))
+    timeouts: tuple[tuple[str, int], ...] = (("tests", 300), ("run_c", 150), ("cpu_vs_gpu", 120), ("c_then_d", 150),
+                                             ("bench_deep", 150), ("numpy", 90))
     # seconds the issue asks for, one per step name
     targets: tuple[tuple[str, float], ...] = (("run_c_10000", 60.0), ("c_then_d", 30.0))
     budget_s: float = 540.0  # all steps together: within 10 minutes on one H200, with a margin
@@ -71,20 +75,22 @@ class Sizes:
 
 
 FULL = Sizes()
-TINY = Sizes(pool=120, test=60, initial=4, query=4, budget=20, run_seeds=(4,), cd_seeds=4, numpy_seeds=2,
-             tests=("tests/test_precision.py",),
+TINY = Sizes(pool=120, test=60, initial=4, query=4, budget=20, run_seeds=(4,), cpu_seeds=4, cd_seeds=4,
+             numpy_seeds=2, tests=("tests/test_precision.py",),
              bench=("--quick", "--seeds", "2", "--batch", "8", "--model", "mlp(hidden=8,dropout=0.5)"),
-             timeouts=(("tests", 300), ("run_c", 300), ("c_then_d", 300), ("bench_deep", 300), ("numpy", 300)),
+             timeouts=(("tests", 300), ("run_c", 300), ("cpu_vs_gpu", 300), ("c_then_d", 300), ("bench_deep", 300),
+                       ("numpy", 300)),
              budget_s=1800.0)  # generous: a shared CI machine may be slow
 
 
 # ----------------------------------------------------------------------------- steps
 
 
-def step_env() -> dict[str, str]:
-    """The environment of every step: the tree on the path, no GPU memory preallocation."""
+def step_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every step: the tree on the path, no GPU memory preallocation; ``extra``
+    on top (a step's own variables, which its shell line shows)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, PYTHONPATH=path, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
+    return dict(os.environ, PYTHONPATH=path, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1", **(extra or {}))
 
 
 def shell(command: list[str], work: Path | None = None) -> str:
@@ -99,17 +105,21 @@ def shell(command: list[str], work: Path | None = None) -> str:
     return shlex.join(word(w) for w in command)
 
 
-def run_step(name: str, command: list[str], timeout: float, parse=None, work: Path | None = None) -> dict:
-    """Run ``command`` from the tree's root under ``timeout`` seconds; its record: status, wall seconds,
-    ``parse(output)`` when it succeeded, the tail of its output when it did not; ``shell``: the command
-    as a shell line (:func:`shell`, ``work`` the steps' temporary folder)."""
+def run_step(name: str, command: list[str], timeout: float, parse=None, work: Path | None = None,
+             env: dict[str, str] | None = None) -> dict:
+    """Run ``command`` from the tree's root under ``timeout`` seconds, with ``env`` added to
+    :func:`step_env`; its record: status, wall seconds, ``parse(output)`` when it succeeded, the tail of
+    its output when it did not; ``shell``: the command as a shell line (:func:`shell`, ``work`` the
+    steps' temporary folder), after ``env``'s assignments."""
     print(f"[gpu-check] {name}: {' '.join(command)} (timeout {timeout:.0f} s)", flush=True)
-    record = {"name": name, "command": " ".join(command), "shell": shell(command, work), "timeout_s": round(timeout)}
+    assignments = "".join(f"{k}={v} " for k, v in (env or {}).items())
+    record = {"name": name, "command": " ".join(command), "shell": assignments + shell(command, work),
+              "timeout_s": round(timeout)}
     if timeout < 1:
         return {**record, "status": "skipped", "note": "no time left in --budget-s"}
     start = time.perf_counter()
     try:
-        proc = subprocess.run(command, cwd=ROOT, env=step_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.run(command, cwd=ROOT, env=step_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=timeout)
         output, rc = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as err:
@@ -162,6 +172,27 @@ def run_summary(out: Path):
     return parse
 
 
+def agreement(cpu_out: Path, accelerator_out: Path):
+    """A parser of the CPU rerun of (c): its final test accuracies against the same seeds' (the first S)
+    on JAX's default device, paired seed by seed (the same keys and initial labels). Both summaries and
+    the paired difference with their 95 % CIs (:mod:`aljax.compare`), the seeds whose final accuracy is
+    equal, and ``agree``: whether the difference's CI contains 0."""
+    def parse(output: str) -> dict:
+        import numpy as np
+
+        from aljax.compare import paired, summary
+        from aljax.store import read_metrics
+
+        cpu = np.asarray(read_metrics(cpu_out)["test_accuracy"], np.float64)[:, -1]
+        accelerator = np.asarray(read_metrics(accelerator_out)["test_accuracy"], np.float64)[: cpu.size, -1]
+        diff = paired(accelerator, cpu)
+        return {**run_summary(cpu_out)(output), "paired_seeds": int(cpu.size), "cpu": summary(cpu),
+                "accelerator": summary(accelerator), "difference": diff,
+                "same_final": int(np.sum(np.isclose(accelerator, cpu, rtol=0, atol=1e-6))),
+                "agree": bool(diff["low"] <= 0 <= diff["high"]) if cpu.size > 1 else bool(diff["mean"] == 0)}
+    return parse
+
+
 def data_flags(args) -> list[str]:
     return ["--dataset", args.dataset] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
 
@@ -191,6 +222,12 @@ def check(args, sizes: Sizes, work: Path) -> list[dict]:
         command = [py, "-m", "aljax", "run", "--protocol", "seed", "--strategy", "least_confidence", "--initial",
                    "random", *size_flags(sizes), "--seeds", str(seeds), "--quiet", "--out", str(out), *data_flags(args)]
         steps.append(run_step(f"run_c_{seeds}", command, left("run_c"), run_summary(out), work))
+    first = work / f"run_c_{sizes.run_seeds[0]}"
+    out = work / "cpu_vs_gpu"
+    command = [py, "-m", "aljax", "run", "--protocol", "seed", "--strategy", "least_confidence", "--initial", "random",
+               *size_flags(sizes), "--seeds", str(sizes.cpu_seeds), "--quiet", "--out", str(out), *data_flags(args)]
+    record = run_step("cpu_vs_gpu", command, left("cpu_vs_gpu"), agreement(out, first), work, env={"JAX_PLATFORMS": "cpu"})
+    steps.append({**record, "compared_with": first.name})
     command = [py, str(Path(__file__).resolve()), "--c-then-d", str(sizes.cd_seeds), *size_flags(sizes),
                *data_flags(args)]
     steps.append(run_step("c_then_d", command, left("c_then_d"), last_json, work))
@@ -269,12 +306,25 @@ def machine() -> dict:
     return env
 
 
+def pct(s: dict, signed: bool = False) -> str:
+    """'86.82 [86.53, 87.12]' (in %, or points when ``signed``) from a summary with mean, low, high."""
+    f = "{:+.2f}" if signed else "{:.2f}"
+    low, high = ("–" if s[k] != s[k] else f.format(100 * s[k]) for k in ("low", "high"))  # NaN: one seed
+    return f"{f.format(100 * s['mean'])} [{low}, {high}]"
+
+
 def step_line(step: dict, targets: dict) -> str:
     result, name = step.get("result", {}), step["name"]
     if name == "tests":
         what = result.get("summary", "")
     elif name.startswith("run_c_"):
         what = f"{result['seeds']} seeds, mean test accuracy {100 * result['mean_test_accuracy']:.2f} %" if result else ""
+    elif name == "cpu_vs_gpu":
+        what = (f"the first {result['paired_seeds']} seeds of {step['compared_with']} rerun on the CPU: CPU "
+                f"{pct(result['cpu'])}, this device {pct(result['accelerator'])}, paired difference "
+                f"{pct(result['difference'], signed=True)} points ({'agree' if result['agree'] else 'DIFFER'}: the "
+                f"difference's 95 % CI {'contains' if result['agree'] else 'excludes'} 0); {result['same_final']} "
+                "seeds end at the same accuracy") if result else ""
     elif name == "c_then_d":
         what = (f"{result['seeds']} seeds; (c) compile {result['c_compile_s']:.1f} s + run {result['c_run_s']:.1f} s, "
                 f"{100 * result['c_mean_test_accuracy']:.2f} %; (d) {result['auto_rounds']} rounds compile "
@@ -314,6 +364,14 @@ def step_reproduce(step: dict, results: dict, ran_on: str) -> list[str]:
                    "whole (start-up, data and compilation included)")
         else:
             how = "the CLI's default chunk size and schedule for this machine (not read back: the step did not finish)"
+    elif name == "cpu_vs_gpu":
+        if result.get("schedule"):
+            command += f" --schedule {result['schedule']} --chunk-size {result['chunk_size']}"
+        how = (f"the command of {step['compared_with']} with fewer seeds, on the CPU backend (`JAX_PLATFORMS=cpu`), "
+               f"the CPU's default schedule and chunk size; seed i has the same key and initial labels in both runs, "
+               "so the final accuracies are compared seed by seed (a paired t interval)")
+        elsewhere = ("a seed's AL path differs between a CPU and a GPU (TF32 products, another summation order), "
+                     "which is why the distributions, not the seeds, are compared")
     elif name == "c_then_d":
         seeds = result.get("seeds", sizes["cd_seeds"])
         how = (f"(c): {seeds} seeds as one vmap in one chunk (lockstep, as experiments/reproduce.py runs them); (d): "

@@ -51,10 +51,14 @@ def test_every_step_runs_at_tiny_size_into_one_json_and_one_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "gpu_check.json").read_text())
     by = {step["name"]: step for step in results["steps"]}
-    assert list(by) == ["tests", "run_c_4", "c_then_d", "bench_deep", "numpy"]
+    assert list(by) == ["tests", "run_c_4", "cpu_vs_gpu", "c_then_d", "bench_deep", "numpy"]
     assert all(step["status"] == "ok" and "result" in step for step in by.values()), by
     assert by["tests"]["result"]["counts"]["passed"] >= 1
     assert by["run_c_4"]["result"]["seeds"] == 4
+    agree = by["cpu_vs_gpu"]["result"]  # on a CPU, the same command twice: the same seeds, the same accuracies
+    assert by["cpu_vs_gpu"]["shell"].startswith("JAX_PLATFORMS=cpu python -m aljax run ")
+    assert agree["paired_seeds"] == agree["same_final"] == 4 and agree["agree"]
+    assert agree["difference"]["mean"] == 0 and agree["cpu"]["mean"] == agree["accelerator"]["mean"]
     cd = by["c_then_d"]["result"]
     assert cd["seeds"] == 4 and cd["auto_rounds"] == (120 - 20) // 4 and 0 < cd["d_mean_test_accuracy"] <= 1
     assert by["bench_deep"]["result"]["jax_train_images_per_s"]["1 seed"] > 0
@@ -78,7 +82,9 @@ def test_every_step_runs_at_tiny_size_into_one_json_and_one_report(tmp_path):
     assert ("`python -m aljax run --protocol seed --strategy least_confidence --initial random" in after[2]
             and f"--out WORK/run_c_4 --dataset idx:{tmp_path / 'blobs'} --schedule {run_c['schedule']} "
                 f"--chunk-size {run_c['chunk_size']}`" in after[2])
-    assert "`python experiments/gpu_check.py --c-then-d 4 " in after[3] and "batches of 4 seeds" in after[3]
+    assert after[3].startswith("Reproduce step cpu_vs_gpu: `JAX_PLATFORMS=cpu python -m aljax run ") and "paired" in after[3]
+    assert "`python experiments/gpu_check.py --c-then-d 4 " in after[4] and "batches of 4 seeds" in after[4]
+    assert "| cpu_vs_gpu | ok |" in report and "agree: the difference's 95 % CI contains 0" in report
 
 
 def test_pytest_summary_counts_and_failures():
