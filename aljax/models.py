@@ -427,23 +427,22 @@ def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model,
 def mc_averaged(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
                 samples: specs.Count = 100, seed: Annotated[int, specs.Range(0)] = 0,
                 chunk: specs.Count | None = None) -> Model:
-    """``model`` whose eval-mode ``apply`` is the MC-averaged predictive: log (1/K) Σ_k softmax(logits_k)
-    (n, C) over K = ``samples`` consistent MC dropout samples (fixed masks drawn from ``key(seed)``, the
-    same K masks for every row and every call). BatchBALD reports test accuracy this way (its
-    ``SamplerModel(k=100)``). Every eval-mode pass uses it: test and dev evaluation, and the logits that
-    non-Bayesian strategies read; train-mode passes and MC samples are ``model``'s own. K forward passes
-    per evaluation: wrap only where that cost is wanted; ``chunk`` rows at a time (K·chunk rows live;
-    None: all at once)."""
+    """``model`` whose test-time predictive (its ``predict``, :class:`Model`) is the MC-averaged one:
+    log (1/K) Σ_k softmax(logits_k) (n, C) over K = ``samples`` consistent MC dropout samples (fixed
+    masks drawn from ``key(seed)``, the same K masks for every row and every call). BatchBALD reports
+    test accuracy this way (its ``SamplerModel(k=100)``): test accuracy and the test-split metrics read
+    it. Everything else is ``model``'s own, as in BatchBALD's code: ``apply`` (train and eval mode), so
+    the dev split (early stopping) is scored with dropout off and non-Bayesian strategies read the
+    plain eval-mode logits; the MC samples; the embedding. K forward passes per test evaluation;
+    ``chunk`` rows at a time (K·chunk rows live; None: all at once)."""
     inner = make_model(model, n_classes)
     masks = jax.random.key(seed)
 
-    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
-        if train:
-            return inner.apply(params, x, key=key, train=True)
+    def predict(params: Params, x: jax.Array) -> jax.Array:
         log_p = jax.nn.log_softmax(mc_dropout_logits(inner, params, x, masks, samples, chunk=chunk))  # (K, n, C)
         return jax.nn.logsumexp(log_p, axis=0) - jnp.log(samples)
 
-    return inner._replace(apply=apply)
+    return inner._replace(predict=predict)
 
 
 KERNEL_INITS: dict[str, Callable] = {"lecun": lambda: jax.nn.initializers.lecun_normal(),
