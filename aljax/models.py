@@ -34,11 +34,16 @@ class Model(NamedTuple):
     """``init(key, sample_shape) -> params``; ``apply(params, x, *, key=None, train=False) -> (n, C)``;
     ``embed(params, x) -> (n, E)``.
 
-    Two optional hooks, for models that are not one network (:func:`ensemble`):
+    Three optional hooks, for models that are not one network (:func:`ensemble`) or that predict at
+    test time otherwise than they are evaluated (:func:`mc_averaged`):
     ``samples(params, x, *, key, k, chunk) -> (K, n, C)``, the sampled logits that Bayesian strategies
     reduce (default, None: K passes of consistent MC dropout, :func:`aljax.forward.mc_dropout_logits`);
     ``loss(params, x, y, *, key) -> (n,)``, the per-example training loss of the minibatch fitter
-    (default, None: cross-entropy of ``apply(params, x, key=key, train=True)``).
+    (default, None: cross-entropy of ``apply(params, x, key=key, train=True)``);
+    ``predict(params, x) -> (n, C)``, the test-time predictive (log-probabilities or logits) that test
+    accuracy and the test-split metrics read (default, None: ``apply`` in eval mode; :func:`predictive`
+    gives either). The dev split (early stopping), the pool logits and the strategies read eval-mode
+    ``apply`` whatever ``predict`` is.
 
     Two declared traits (:mod:`aljax.declare`), which the engine reads instead of tracing the model:
     ``dropout`` (its sampled predictions differ from sample to sample: MC dropout, or an ensemble of
@@ -55,8 +60,16 @@ class Model(NamedTuple):
     embed: Callable[[Params, jax.Array], jax.Array]
     samples: Callable[..., jax.Array] | None = None
     loss: Callable[..., jax.Array] | None = None
+    predict: Callable[[Params, jax.Array], jax.Array] | None = None
     dropout: bool | None = None
     convolutional: bool | None = None
+
+
+def predictive(model: Model) -> Callable[[Params, jax.Array], jax.Array]:
+    """The test-time forward pass of ``model``, ``(params, x) -> (n, C)``: its ``predict`` hook, or its
+    ``apply`` itself (eval mode) when it has none, so such a model's test evaluation is the program it
+    always was."""
+    return model.apply if model.predict is None else model.predict
 
 
 def flatten(x: jax.Array) -> jax.Array:
@@ -131,10 +144,11 @@ def mlp(n_classes: int, *, hidden: specs.Count = 128, dropout: specs.Fraction = 
 
 
 def chunked(model: Model, rows: int) -> Model:
-    """``model`` whose eval-mode forward passes (``apply`` with ``train=False``, and ``embed``) over more
-    than ``rows`` rows run ``rows`` at a time under ``lax.map``, so the pool and evaluation passes of a
-    deep model hold one chunk's activations instead of the whole set's (``Config.forward_rows``).
-    Train-mode passes (minibatches, MC dropout samples) are unchanged, and so are the values."""
+    """``model`` whose eval-mode forward passes (``apply`` with ``train=False``, ``embed``, and
+    ``predict`` if it has one) over more than ``rows`` rows run ``rows`` at a time under ``lax.map``, so
+    the pool, evaluation and test passes of a deep model hold one chunk's activations instead of the
+    whole set's (``Config.forward_rows``). Train-mode passes (minibatches, MC dropout samples) are
+    unchanged, and so are the values."""
 
     def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         if train or x.shape[0] <= rows:
@@ -144,7 +158,12 @@ def chunked(model: Model, rows: int) -> Model:
     def embed(params: Params, x: jax.Array) -> jax.Array:
         return in_chunks(lambda part: model.embed(params, part), x, rows)
 
-    return model._replace(apply=apply, embed=embed)
+    def predict(params: Params, x: jax.Array) -> jax.Array:
+        if x.shape[0] <= rows:
+            return model.predict(params, x)
+        return in_chunks(lambda part: model.predict(params, part), x, rows)
+
+    return model._replace(apply=apply, embed=embed, predict=None if model.predict is None else predict)
 
 
 # ----------------------------------------------------------------------------- bring your own
@@ -340,8 +359,9 @@ def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a 
     member with its own dropout key); its training ``loss`` is the SUM of the members' cross-entropies
     (each member fits the labels on its own; the mean predictive is not what is trained); its
     ``samples`` are the members' eval-mode logits (M, n, C), whatever K a strategy asks for; ``embed``
-    concatenates the members' embeddings (n, M·E). Traits: ``dropout`` when it has more than one
-    member (its samples then differ), ``convolutional`` as its member model.
+    concatenates the members' embeddings (n, M·E); ``predict``, if the member model has one, is the
+    mean of the members' test-time predictives, log mean_m softmax(predict_m). Traits: ``dropout`` when
+    it has more than one member (its samples then differ), ``convolutional`` as its member model.
     """
     inner = make_model(model, n_classes)
 
@@ -370,8 +390,12 @@ def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a 
         del key, k
         return ensemble_logits(inner, params, x, chunk=chunk)
 
-    return Model(init, apply, embed, samples=samples, loss=loss, dropout=members > 1,
-                 convolutional=bool(inner.convolutional))
+    def predict(params: Params, x: jax.Array) -> jax.Array:
+        log_p = jax.nn.log_softmax(jax.vmap(lambda p: inner.predict(p, x))(params))  # (M, n, C)
+        return jax.nn.logsumexp(log_p, axis=0) - jnp.log(members)
+
+    return Model(init, apply, embed, samples=samples, loss=loss, predict=None if inner.predict is None else predict,
+                 dropout=members > 1, convolutional=bool(inner.convolutional))
 
 
 # ----------------------------------------------------------------------------- protocol wrappers
@@ -381,7 +405,7 @@ def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a 
 def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
                  mean: Annotated[float, specs.Range()] = 0.1307, std: specs.Positive = 0.3081) -> Model:
     """``model`` on standardised inputs, ``(x − mean) / std``, in every pass (train, eval, embedding,
-    MC samples). The defaults are MNIST's pixel mean and std on [0, 1] pixels, the constants of
+    MC samples, test-time predictive). The defaults are MNIST's pixel mean and std on [0, 1] pixels, the constants of
     torchvision's ``Normalize((0.1307,), (0.3081,))`` that BatchBALD's code applies."""
     inner = make_model(model, n_classes)
     scale = lambda x: (x - mean) / std  # noqa: E731
@@ -394,7 +418,8 @@ def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model,
 
     samples = None if inner.samples is None else (lambda params, x, **kw: inner.samples(params, scale(x), **kw))
     loss = None if inner.loss is None else (lambda params, x, y, **kw: inner.loss(params, scale(x), y, **kw))
-    return Model(inner.init, apply, embed, samples=samples, loss=loss, dropout=inner.dropout,
+    predict = None if inner.predict is None else (lambda params, x: inner.predict(params, scale(x)))
+    return Model(inner.init, apply, embed, samples=samples, loss=loss, predict=predict, dropout=inner.dropout,
                  convolutional=inner.convolutional)
 
 
@@ -402,23 +427,22 @@ def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model,
 def mc_averaged(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
                 samples: specs.Count = 100, seed: Annotated[int, specs.Range(0)] = 0,
                 chunk: specs.Count | None = None) -> Model:
-    """``model`` whose eval-mode ``apply`` is the MC-averaged predictive: log (1/K) Σ_k softmax(logits_k)
-    (n, C) over K = ``samples`` consistent MC dropout samples (fixed masks drawn from ``key(seed)``, the
-    same K masks for every row and every call). BatchBALD reports test accuracy this way (its
-    ``SamplerModel(k=100)``). Every eval-mode pass uses it: test and dev evaluation, and the logits that
-    non-Bayesian strategies read; train-mode passes and MC samples are ``model``'s own. K forward passes
-    per evaluation: wrap only where that cost is wanted; ``chunk`` rows at a time (K·chunk rows live;
-    None: all at once)."""
+    """``model`` whose test-time predictive (its ``predict``, :class:`Model`) is the MC-averaged one:
+    log (1/K) Σ_k softmax(logits_k) (n, C) over K = ``samples`` consistent MC dropout samples (fixed
+    masks drawn from ``key(seed)``, the same K masks for every row and every call). BatchBALD reports
+    test accuracy this way (its ``SamplerModel(k=100)``): test accuracy and the test-split metrics read
+    it. Everything else is ``model``'s own, as in BatchBALD's code: ``apply`` (train and eval mode), so
+    the dev split (early stopping) is scored with dropout off and non-Bayesian strategies read the
+    plain eval-mode logits; the MC samples; the embedding. K forward passes per test evaluation;
+    ``chunk`` rows at a time (K·chunk rows live; None: all at once)."""
     inner = make_model(model, n_classes)
     masks = jax.random.key(seed)
 
-    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
-        if train:
-            return inner.apply(params, x, key=key, train=True)
+    def predict(params: Params, x: jax.Array) -> jax.Array:
         log_p = jax.nn.log_softmax(mc_dropout_logits(inner, params, x, masks, samples, chunk=chunk))  # (K, n, C)
         return jax.nn.logsumexp(log_p, axis=0) - jnp.log(samples)
 
-    return inner._replace(apply=apply)
+    return inner._replace(predict=predict)
 
 
 KERNEL_INITS: dict[str, Callable] = {"lecun": lambda: jax.nn.initializers.lecun_normal(),

@@ -30,7 +30,7 @@ import optax
 from aljax.config import Components, Config, components
 from aljax.data import Data
 from aljax.fit import FitCarry, Hyper, n_correct
-from aljax.models import flatten
+from aljax.models import flatten, predictive
 from aljax.round_metrics import RoundView, record
 from aljax.round_state import BUILTIN, RoundContext, RoundInfo, State, columns  # noqa: F401 (re-exported)
 from aljax.stopping import cohen_kappa
@@ -137,7 +137,9 @@ def finish(parts: Components, data: Data, state: State, carry: FitCarry, before:
            ctx: RoundContext) -> tuple[State, RoundInfo, jax.Array]:
     """End the round: the state with the fit's best params and its optimiser state, the round's info
     (built-ins, then the metric plug-ins on a :class:`RoundView`) and the pool logits (N, C) under the
-    fitted params, the one pass over the pool of a round, reused by the next round's strategy.
+    fitted params, the one pass over the pool of a round, reused by the next round's strategy. Test
+    accuracy reads the model's test-time predictive (:func:`aljax.models.predictive`), the pool
+    logits and the fit's early stopping its eval-mode ``apply``.
     ``before`` (N, C): the pool logits under the params the fit started from."""
     result = parts.fitter.result(carry)
     model = parts.model
@@ -148,7 +150,7 @@ def finish(parts: Components, data: Data, state: State, carry: FitCarry, before:
     info = RoundInfo(
         n_labeled=state.n_labeled,
         eval_correct=result.correct,
-        test_accuracy=n_correct(model.apply, result.params, data.test) / data.test.y.shape[0],
+        test_accuracy=n_correct(predictive(model), result.params, data.test) / data.test.y.shape[0],
         steps=result.steps,
         wrong_labels=jnp.sum(mask & (state.targets != data.pool.y[state.order]), dtype=jnp.int32),
         min_confidence=jnp.min(jnp.where(data.pool.valid & ~state.labeled, confidence, 1.0)),

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from aljax import declare
 from aljax import spec as specs
 from aljax.fit import softmax_xent
+from aljax.models import predictive
 from aljax.round_state import RoundContext, State
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ class RoundView:
     context: RoundContext
 
     def test_logits(self) -> jax.Array:
-        """Logits (T, C) of the reporting (test) split under the fitted params, in eval mode."""
-        return self.model.apply(self.state.params, self.data.test.x)
+        """Logits (T, C) of the reporting (test) split under the fitted params: the model's test-time
+        predictive (:func:`aljax.models.predictive`: its ``predict``, else eval-mode ``apply``)."""
+        return predictive(self.model)(self.state.params, self.data.test.x)
 
     def acquired(self) -> jax.Array:
         """(L,) bool over the label buffer: the rows this round's acquisition added (the initial

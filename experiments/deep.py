@@ -276,9 +276,9 @@ PROTOCOL_NOTES = [
     "100 inference samples for acquisition; TEST accuracy from the MC-averaged predictive with "
     "min(100, K) samples (`SamplerModel`): here `mc_averaged(…,samples=100)`. Inputs standardised with "
     "MNIST's mean and std (0.1307, 0.3081): `standardized(…)`.",
-    "Our one deviation from BatchBALD that the model wrapper cannot avoid: `mc_averaged` changes every "
-    "eval-mode pass, so the dev split is also scored with the MC-averaged predictive (BatchBALD: dropout "
-    "off). The minimal engine hook that would remove it: a separate test-time apply in aljax.loop.",
+    "`mc_averaged` sets only the model's test-time predictive (`Model.predict`, which test accuracy reads); "
+    "its `apply` is the inner network's, so the dev split (early stopping) is scored with dropout off, as "
+    "BatchBALD's code does, and non-Bayesian strategies read the plain eval-mode logits.",
     "EPIG (Bickford Smith et al. 2023) is in neither paper; it runs beside Gal's functions.",
 ]
 

@@ -120,25 +120,65 @@ def test_modes_configs_build(mode):
                 exp.config(strategy, q, 10)  # builds model, fitter and strategy: one-line errors otherwise
 
 
-def test_mc_averaged_eval_is_the_mean_of_k_consistent_samples_and_standardized_scales_inputs():
+def test_mc_averaged_predict_is_the_mean_of_k_consistent_samples_its_apply_the_inner_models():
+    """BatchBALD's split: the test-time predictive (``predict``) is the MC average, every ``apply`` (the
+    dev split's early stopping, the strategies' logits) the inner model's; ``standardized`` scales
+    inputs in every pass, and wrappers carry ``predict`` in either order and through ``chunked``."""
     import jax
     import jax.numpy as jnp
 
     from aljax.forward import mc_dropout_logits
-    from aljax.models import make_model
+    from aljax.models import chunked, make_model, predictive
 
     x = jax.random.normal(jax.random.key(1), (5, 4, 4, 1))
     inner = make_model("mlp(hidden=8,dropout=0.5)", 3)
     params = inner.init(jax.random.key(0), (4, 4, 1))
+    assert inner.predict is None and predictive(inner) is inner.apply  # no hook: the eval-mode apply itself
     averaged = make_model("mc_averaged(mlp(hidden=8,dropout=0.5),samples=7)", 3)
+    assert predictive(averaged) is averaged.predict
     probs = jax.nn.softmax(mc_dropout_logits(inner, params, x, jax.random.key(0), 7)).mean(axis=0)
-    np.testing.assert_allclose(jnp.exp(averaged.apply(params, x)), probs, rtol=1e-5)
+    np.testing.assert_allclose(jnp.exp(averaged.predict(params, x)), probs, rtol=1e-5)
     assert not np.allclose(probs, jax.nn.softmax(inner.apply(params, x)))  # not the eval-mode pass
+    np.testing.assert_array_equal(averaged.apply(params, x), inner.apply(params, x))  # dev evaluation: dropout off
     key = jax.random.key(2)
     np.testing.assert_array_equal(averaged.apply(params, x, key=key, train=True),
                                   inner.apply(params, x, key=key, train=True))
     scaled = make_model("standardized(mlp(hidden=8,dropout=0.5),mean=0.5,std=2.0)", 3)
     np.testing.assert_allclose(scaled.apply(params, x), inner.apply(params, (x - 0.5) / 2.0), rtol=1e-6)
+    assert scaled.predict is None
+    outside = make_model("standardized(mc_averaged(mlp(hidden=8,dropout=0.5),samples=7),mean=0.5,std=2.0)", 3)
+    within = make_model("mc_averaged(standardized(mlp(hidden=8,dropout=0.5),mean=0.5,std=2.0),samples=7)", 3)
+    on_scaled = averaged.predict(params, (x - 0.5) / 2.0)
+    np.testing.assert_allclose(outside.predict(params, x), on_scaled, rtol=1e-5)
+    np.testing.assert_allclose(within.predict(params, x), on_scaled, rtol=1e-5)
+    np.testing.assert_allclose(outside.apply(params, x), scaled.apply(params, x), rtol=1e-6)
+    np.testing.assert_allclose(chunked(averaged, 2).predict(params, x), averaged.predict(params, x), rtol=1e-6)
+    assert chunked(inner, 2).predict is None
+
+
+def test_a_run_reports_test_accuracy_from_predict_and_stops_early_on_plain_apply():
+    """A run of an ``mc_averaged`` model: test accuracy and test NLL from its MC-averaged ``predict``,
+    the fit's early-stopping count (``eval_correct``) from the plain eval-mode ``apply``."""
+    import jax
+
+    from aljax.config import Config, components
+    from aljax.fit import Hyper, n_correct, softmax_xent
+    from aljax.schedules import make_run
+    from conftest import synthetic
+
+    data = synthetic(pad=8)
+    config = Config(strategy="margin", model="mc_averaged(mlp(hidden=8,dropout=0.5),samples=4)", n_initial=6,
+                    query_size=5, rounds=2, initial="random", n_classes=3, metrics="test_nll")
+    state, info = jax.jit(make_run(config))(data, Hyper(max_steps=np.int32(30)), jax.random.key(0))
+    model, n_test = components(config).model, data.test.y.shape[0]
+    assert int(info.eval_correct[-1]) == int(n_correct(model.apply, state.params, data.eval))
+    by_predict = n_correct(model.predict, state.params, data.test)
+    assert float(info.test_accuracy[-1]) == float(by_predict / n_test)
+    assert int(by_predict) != int(n_correct(model.apply, state.params, data.test))  # 28 against 31: told apart
+    nll = float(np.mean(softmax_xent(model.predict(state.params, data.test.x), data.test.y)))
+    plain = float(np.mean(softmax_xent(model.apply(state.params, data.test.x), data.test.y)))
+    np.testing.assert_allclose(info.extra["test_nll"][-1], nll, rtol=1e-5)
+    assert abs(nll - plain) > 1e-3  # the two passes differ: the check above tells them apart
 
 
 def test_the_issues_cli_cnn_run_learns_with_its_recipe_at_tiny_sizes(mnist):

@@ -23,6 +23,7 @@ run = aljax.make_run(config)
 state, info = run(data, hyper, jax.random.key(0))
 first: aljax.State = aljax.init_state(config, data, hyper, jax.random.key(1))
 model: aljax.Model = aljax.make_model("mlp(hidden=8)", 2)
+test_time: aljax.Model = model._replace(predict=lambda params, x: model.apply(params, x))  # the optional hook
 spec: aljax.Spec = aljax.Spec("subsample", ("margin", 500))
 strategy = aljax.resolve("margin")
 
