@@ -179,6 +179,26 @@ def test_out_of_tree_metric_and_schedule_from_the_command_line(tmp_path, plugin,
     assert sorted(p.name for p in (tmp_path / "run" / store.CHUNKS).iterdir()) == before
 
 
+def test_metrics_from_a_toml_file_are_computed_recorded_and_resumed(tmp_path, capsys):
+    """``metrics`` set in a --config file (not on the command line): the columns land in metrics.csv,
+    the resolved config.toml records the set, sources.toml says where it came from, and rerunning with
+    the run's own config.toml finds the run finished (nothing recomputed)."""
+    data = blobs(tmp_path / "blobs")
+    config = tmp_path / "my.toml"
+    config.write_text(f'dataset = "idx:{data}"\npool_size = 40\ndev_size = 20\nbudget = 12\nn_initial = 4\n'
+                      'query_size = 4\nstrategy = "margin"\nseeds = 2\nmetrics = "test_nll,ece(bins=5)"\n')
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(config), "--quiet", "--out", str(out)]) == 0, capsys.readouterr().err
+    metrics = store.read_metrics(out)
+    assert metrics["test_nll"].shape == metrics["ece"].shape == (2, 3)
+    assert np.all(np.isfinite(metrics["test_nll"])) and np.all((metrics["ece"] >= 0) & (metrics["ece"] <= 1))
+    assert store.read_toml(out / store.CONFIG)["metrics"] == "test_nll,ece(bins=5)"
+    assert store.read_toml(out / store.SOURCES)["metrics"] == f"config {config}"
+    chunks = {p.name: p.stat().st_mtime_ns for p in (out / store.CHUNKS).iterdir()}
+    assert main(["run", "--config", str(out / store.CONFIG), "--quiet", "--out", str(out)]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / store.CHUNKS).iterdir()} == chunks
+
+
 def test_compare_reads_any_metric_column():
     from aljax import compare
 
