@@ -26,7 +26,9 @@ Each kind has a fixed set of traits (:data:`TRAITS`), all ``bool`` and ``False``
   ensemble members, ``ctx.samples``);
 * model: ``dropout`` (train-mode passes with different keys differ: MC dropout, or an ensemble's
   members), ``convolutional`` (its forward pass convolves; the seeds plan runs such models in sequence
-  on a CPU);
+  on a CPU), ``fixed_embedding`` (its ``embed(params, x)`` does not read the params, so distances in
+  the embedding stay valid across rounds and k-center keeps them; unsaid, k-center recomputes them
+  each round, which is always right);
 * fitter, optimizer, metric, dataset, combinator, schedule: no traits.
 
 A model may also declare a ``recipe``: the run settings it is meant to be trained with (a mapping
@@ -44,7 +46,7 @@ T = TypeVar("T")
 # kind -> the traits a component of that kind may declare (all bool, default False)
 TRAITS: dict[str, tuple[str, ...]] = {
     "strategy": ("batch_aware", "stochastic", "needs_samples"),
-    "model": ("dropout", "convolutional"),
+    "model": ("dropout", "convolutional", "fixed_embedding"),
     "fitter": (),
     "optimizer": (),
     "metric": (),

@@ -45,14 +45,17 @@ class Model(NamedTuple):
     gives either). The dev split (early stopping), the pool logits and the strategies read eval-mode
     ``apply`` whatever ``predict`` is.
 
-    Two declared traits (:mod:`aljax.declare`), which the engine reads instead of tracing the model:
+    Three declared traits (:mod:`aljax.declare`), which the engine reads instead of tracing the model:
     ``dropout`` (its sampled predictions differ from sample to sample: MC dropout, or an ensemble of
-    several members; strategies that need samples are refused on a model without it) and
+    several members; strategies that need samples are refused on a model without it),
     ``convolutional`` (its forward pass convolves; the seeds plan runs such models in sequence on a
-    CPU). The configured model carries them because they depend on its settings (``mlp(dropout=0)``
-    has no dropout, ``ensemble(members=1)`` one sample): each built-in factory sets them from its
-    settings. None means "not said": :func:`make_model` then takes the factory's
-    ``@aljax.declare.model(...)`` traits, and a model built directly in Python reads as False.
+    CPU) and ``fixed_embedding`` (its ``embed(params, x)`` does not read the params, so distances in
+    the embedding stay valid across rounds: k-center then keeps each row's distance to the labeled
+    rows instead of recomputing it; softmax regression's embedding is x itself). The configured model
+    carries them because they depend on its settings (``mlp(dropout=0)`` has no dropout,
+    ``ensemble(members=1)`` one sample): each built-in factory sets them from its settings. None means
+    "not said": :func:`make_model` then takes the factory's ``@aljax.declare.model(...)`` traits, and a
+    model built directly in Python reads as False.
     """
 
     init: Callable[[jax.Array, tuple[int, ...]], Params]
@@ -63,6 +66,7 @@ class Model(NamedTuple):
     predict: Callable[[Params, jax.Array], jax.Array] | None = None
     dropout: bool | None = None
     convolutional: bool | None = None
+    fixed_embedding: bool | None = None
 
 
 def predictive(model: Model) -> Callable[[Params, jax.Array], jax.Array]:
@@ -87,7 +91,7 @@ def apply_dropout(key: jax.Array | None, h: jax.Array, rate: float, train: bool)
     return jnp.where(keep, h / (1.0 - rate), 0.0)
 
 
-@declare.model(dropout=False, convolutional=False)
+@declare.model(dropout=False, convolutional=False, fixed_embedding=True)
 def softmax_regression(n_classes: int, *, init_scale: specs.NonNegative = 0.0) -> Model:
     """``logits = x @ W.T + b`` with W (C, D), b (C,) on flattened x. ``init_scale=0`` gives the
     article's zero init; otherwise W ~ N(0, init_scale²) and b = 0. Its embedding is x itself.
@@ -109,10 +113,10 @@ def softmax_regression(n_classes: int, *, init_scale: specs.NonNegative = 0.0) -
         del params
         return flatten(x)
 
-    return Model(init, apply, embed, dropout=False, convolutional=False)
+    return Model(init, apply, embed, dropout=False, convolutional=False, fixed_embedding=True)
 
 
-@declare.model(dropout=False, convolutional=False)  # mlp(dropout=0.5) has dropout: the Model says so
+@declare.model(dropout=False, convolutional=False, fixed_embedding=False)  # mlp(dropout=0.5) has dropout: the Model says
 def mlp(n_classes: int, *, hidden: specs.Count = 128, dropout: specs.Fraction = 0.0,
         init_scale: specs.NonNegative = 1.0) -> Model:
     """One ReLU hidden layer on flattened x, with dropout on the hidden units in train mode.
@@ -140,7 +144,7 @@ def mlp(n_classes: int, *, hidden: specs.Count = 128, dropout: specs.Fraction = 
         h = apply_dropout(key, embed(params, x), dropout, train)
         return h @ params["W2"].T + params["b2"]
 
-    return Model(init, apply, embed, dropout=dropout > 0, convolutional=False)
+    return Model(init, apply, embed, dropout=dropout > 0, convolutional=False, fixed_embedding=False)
 
 
 def chunked(model: Model, rows: int) -> Model:
@@ -170,29 +174,33 @@ def chunked(model: Model, rows: int) -> Model:
 
 
 def from_functions(init: Callable, apply: Callable, embed: Callable | None = None, *, dropout: bool | None = None,
-                   convolutional: bool | None = None) -> Model:
+                   convolutional: bool | None = None, fixed_embedding: bool | None = None) -> Model:
     """A :class:`Model` from a plain ``init(key, sample_shape)`` and ``apply(params, x)`` (or
     ``apply(params, x, *, key, train)``). Without ``embed``, the embedding is the flattened input,
     right only for a linear model: pass the network's penultimate activations for a deep one.
-    ``dropout``, ``convolutional``: the model's declared traits (:class:`Model`)."""
+    ``dropout``, ``convolutional``, ``fixed_embedding``: the model's declared traits (:class:`Model`);
+    without ``embed`` the embedding reads no params, so ``fixed_embedding`` unsaid is then True."""
     keyed = {"key", "train"} <= set(inspect.signature(apply).parameters)
 
     def apply_(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         return apply(params, x, key=key, train=train) if keyed else apply(params, x)
 
+    if embed is None and fixed_embedding is None:
+        fixed_embedding = True  # the flattened input below
     return Model(init, apply_, embed if embed is not None else (lambda params, x: flatten(x)), dropout=dropout,
-                 convolutional=convolutional)
+                 convolutional=convolutional, fixed_embedding=fixed_embedding)
 
 
-def from_flax(module, *, dropout: bool | None = None, convolutional: bool | None = None) -> Model:
+def from_flax(module, *, dropout: bool | None = None, convolutional: bool | None = None,
+              fixed_embedding: bool | None = None) -> Model:
     """A :class:`Model` from a ``flax.linen`` Module whose ``__call__(x, train=False)`` returns logits.
 
     ``params`` is the module's ``"params"`` collection; in train mode its ``nn.Dropout`` layers draw
     from the ``"dropout"`` stream, seeded by ``key``. ``embed`` is the input of the last ``nn.Dense``
     that ``__call__`` calls (the output layer), captured with ``nn.intercept_methods``, unless the
     module defines an ``embed(x)`` method. Modules with state besides params (batch-norm statistics)
-    are not supported yet: their init raises a one-line ValueError. ``dropout``, ``convolutional``: the
-    model's declared traits (:class:`Model`).
+    are not supported yet: their init raises a one-line ValueError. ``dropout``, ``convolutional``,
+    ``fixed_embedding``: the model's declared traits (:class:`Model`).
     """
     import flax.linen as nn
 
@@ -230,7 +238,7 @@ def from_flax(module, *, dropout: bool | None = None, convolutional: bool | None
             raise ValueError(f"flax module {type(module).__name__} calls no nn.Dense; define embed(x) on it")
         return flatten(captured[-1])
 
-    return Model(init, apply, embed, dropout=dropout, convolutional=convolutional)
+    return Model(init, apply, embed, dropout=dropout, convolutional=convolutional, fixed_embedding=fixed_embedding)
 
 
 # ----------------------------------------------------------------------------- published CNNs
@@ -286,7 +294,7 @@ def conv_valid(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
                                         dimension_numbers, feature_group_count, precision=precision)
 
 
-@declare.model(dropout=True, convolutional=True)
+@declare.model(dropout=True, convolutional=True, fixed_embedding=False)
 def cnn_gal2017(n_classes: int, *, filters: specs.Count = 32, kernel: specs.Count = 4, pool: specs.Count = 2,
                 hidden: specs.Count = 128, dropout_conv: specs.Fraction = 0.25,
                 dropout_dense: specs.Fraction = 0.5, init: Annotated[str, specs.Choice(("lecun", "glorot"))] = "lecun") -> Model:
@@ -316,10 +324,11 @@ def cnn_gal2017(n_classes: int, *, filters: specs.Count = 32, kernel: specs.Coun
             x = nn.Dropout(dropout_dense, deterministic=not train)(x)
             return nn.Dense(n_classes, kernel_init=kernel_init)(x)
 
-    return from_flax(CNNGal2017(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True)
+    return from_flax(CNNGal2017(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True,
+                     fixed_embedding=False)
 
 
-@declare.model(dropout=True, convolutional=True)
+@declare.model(dropout=True, convolutional=True, fixed_embedding=False)
 def cnn_batchbald2019(n_classes: int, *, filters1: specs.Count = 32, filters2: specs.Count = 64,
                       kernel: specs.Count = 5, hidden: specs.Count = 128, dropout_conv: specs.Fraction = 0.5,
                       dropout_dense: specs.Fraction = 0.5) -> Model:
@@ -343,13 +352,14 @@ def cnn_batchbald2019(n_classes: int, *, filters1: specs.Count = 32, filters2: s
             x = nn.relu(nn.Dropout(dropout_dense, deterministic=not train)(x))
             return nn.Dense(n_classes)(x)
 
-    return from_flax(CNNBatchBALD2019(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True)
+    return from_flax(CNNBatchBALD2019(), dropout=dropout_conv > 0 or dropout_dense > 0, convolutional=True,
+                     fixed_embedding=False)
 
 
 # ----------------------------------------------------------------------------- deep ensembles
 
 
-@declare.model(dropout=True, convolutional=False)  # its members are its samples (members=1: one)
+@declare.model(dropout=True, convolutional=False, fixed_embedding=False)  # its members are its samples (members=1: one)
 def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
              members: specs.Count = 5) -> Model:
     """A deep ensemble of ``members`` copies of ``model`` (a model spec, e.g.
@@ -361,7 +371,8 @@ def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a 
     ``samples`` are the members' eval-mode logits (M, n, C), whatever K a strategy asks for; ``embed``
     concatenates the members' embeddings (n, M·E); ``predict``, if the member model has one, is the
     mean of the members' test-time predictives, log mean_m softmax(predict_m). Traits: ``dropout`` when
-    it has more than one member (its samples then differ), ``convolutional`` as its member model.
+    it has more than one member (its samples then differ), ``convolutional`` and ``fixed_embedding`` as
+    its member model.
     """
     inner = make_model(model, n_classes)
 
@@ -395,13 +406,14 @@ def ensemble(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a 
         return jax.nn.logsumexp(log_p, axis=0) - jnp.log(members)
 
     return Model(init, apply, embed, samples=samples, loss=loss, predict=None if inner.predict is None else predict,
-                 dropout=members > 1, convolutional=bool(inner.convolutional))
+                 dropout=members > 1, convolutional=bool(inner.convolutional),
+                 fixed_embedding=bool(inner.fixed_embedding))
 
 
 # ----------------------------------------------------------------------------- protocol wrappers
 
 
-@declare.model(dropout=False, convolutional=False)  # its inner model's traits (the default mlp has neither)
+@declare.model(dropout=False, convolutional=False, fixed_embedding=False)  # its inner model's traits (the default mlp's)
 def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
                  mean: Annotated[float, specs.Range()] = 0.1307, std: specs.Positive = 0.3081) -> Model:
     """``model`` on standardised inputs, ``(x − mean) / std``, in every pass (train, eval, embedding,
@@ -420,10 +432,10 @@ def standardized(n_classes: int, model: Annotated[str, specs.SpecOf(check_model,
     loss = None if inner.loss is None else (lambda params, x, y, **kw: inner.loss(params, scale(x), y, **kw))
     predict = None if inner.predict is None else (lambda params, x: inner.predict(params, scale(x)))
     return Model(inner.init, apply, embed, samples=samples, loss=loss, predict=predict, dropout=inner.dropout,
-                 convolutional=inner.convolutional)
+                 convolutional=inner.convolutional, fixed_embedding=inner.fixed_embedding)
 
 
-@declare.model(dropout=False, convolutional=False)  # its inner model's traits (the default mlp has neither)
+@declare.model(dropout=False, convolutional=False, fixed_embedding=False)  # its inner model's traits (the default mlp's)
 def mc_averaged(n_classes: int, model: Annotated[str, specs.SpecOf(check_model, "a model spec")] = "mlp", *,
                 samples: specs.Count = 100, seed: Annotated[int, specs.Range(0)] = 0,
                 chunk: specs.Count | None = None) -> Model:

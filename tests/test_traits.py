@@ -10,10 +10,10 @@ import jax
 import pytest
 
 from aljax import declare
-from aljax.models import MODELS, make_model
+from aljax.models import MODELS, chunked, from_functions, make_model
 from aljax.strategies import STRATEGIES, resolve, stateful, traits
 from aljax.testing import check_strategy
-from traced import convolves, probe_context, reads_key, reads_samples, samples_differ
+from traced import convolves, embedding_reads_params, probe_context, reads_key, reads_samples, samples_differ
 
 # ----------------------------------------------------------------------------- declarations vs tracing
 
@@ -68,22 +68,26 @@ MODEL_CASES = [("softmax_regression", (6,)), ("mlp", (6,)), ("mlp(hidden=4,dropo
                                              (8, 8, 1)),
                ("cnn_batchbald2019", (28, 28, 1)), ("ensemble", (6,)), ("ensemble(members=1)", (6,)),
                ("ensemble(cnn_gal2017(filters=2,kernel=2,hidden=4),members=2)", (8, 8, 1)),
-               ("standardized", (6,)), ("standardized(mlp(dropout=0.5))", (6,)),
+               ("ensemble(softmax_regression,members=2)", (6,)),
+               ("standardized", (6,)), ("standardized(mlp(dropout=0.5))", (6,)), ("standardized(softmax_regression)", (6,)),
                ("mc_averaged", (6,)), ("mc_averaged(cnn_gal2017(filters=2,kernel=2,hidden=4),samples=2)", (8, 8, 1))]
 
 
 @pytest.mark.parametrize("spec,shape", MODEL_CASES)
-def test_every_model_declares_its_dropout_and_convolutions(spec, shape):
+def test_every_model_declares_its_dropout_convolutions_and_embedding(spec, shape):
     model = make_model(spec, 3)
     assert model.dropout == samples_differ(model, shape)
     assert model.convolutional == convolves(model, shape)
+    assert model.fixed_embedding == (not embedding_reads_params(model, shape))
+    rows = chunked(model, 1)  # forward_rows keeps the traits, and the embedding's dependence on the params
+    assert rows.fixed_embedding == model.fixed_embedding == (not embedding_reads_params(rows, shape))
 
 
 def test_every_model_factory_is_declared_as_its_default_model():
     assert {spec for spec, _ in MODEL_CASES} >= set(MODELS)
     for name, factory in MODELS.items():
         model = make_model(name, 3)
-        assert declare.traits_of(factory, "model") == {"dropout": model.dropout, "convolutional": model.convolutional}
+        assert declare.traits_of(factory, "model") == {trait: getattr(model, trait) for trait in declare.TRAITS["model"]}
 
 
 def test_an_out_of_tree_factory_lends_its_declaration_to_its_models():
@@ -92,14 +96,42 @@ def test_an_out_of_tree_factory_lends_its_declaration_to_its_models():
     @declare.model(dropout=True)
     def my_net(n_classes, *, hidden=4):
         plain = mlp(n_classes, hidden=hidden, dropout=0.5)
-        return plain._replace(dropout=None, convolutional=None)  # a model that says nothing itself
+        return plain._replace(dropout=None, convolutional=None, fixed_embedding=None)  # it says nothing itself
 
     MODELS["my_net_for_test"] = my_net
     try:
         model = make_model("my_net_for_test(hidden=5)", 3)
     finally:
         del MODELS["my_net_for_test"]
-    assert model.dropout is True and model.convolutional is False
+    assert model.dropout is True and model.convolutional is False and model.fixed_embedding is False
+
+
+def test_kcenter_recomputes_its_distances_on_a_model_that_does_not_declare_a_fixed_embedding():
+    """An out-of-tree model says nothing of its embedding, which reads the params: k-center must not keep
+    round 1's distances. Round 1 embeds by the first coordinate, round 2 by the second; labeled: row 0,
+    then row 1 (round 1's pick). Recomputed, row 2 is farthest (5 from both); kept, row 2 is 0 from row 0
+    in round 1's embedding, so row 3 would win."""
+    import jax.numpy as jnp
+
+    from aljax.strategies import kcenter, make_context, select
+
+    x = jnp.array([[0.0, 0.0], [10.0, 0.0], [0.0, 5.0], [3.0, 4.0]])
+    model = from_functions(lambda key, shape: {"s": jnp.ones(shape)}, lambda p, x: x * p["s"],
+                           embed=lambda p, x: x * p["s"])
+    assert model.fixed_embedding is None and not declare.traits_of(model, "model")["fixed_embedding"]
+
+    def two_rounds(model):
+        order = jnp.array([0, 1])
+        ctx = make_context(model, {"s": jnp.array([1.0, 0.0])}, x, jnp.zeros((4, 2)), jnp.arange(4) >= 1, order,
+                           jnp.zeros(2, jnp.int32), 1, 1)
+        scores, state = kcenter.score(None, ctx, kcenter.init(ctx))
+        first = select(scores, ctx.selectable, 1)
+        ctx = make_context(model, {"s": jnp.array([0.0, 1.0])}, x, jnp.zeros((4, 2)), jnp.arange(4) >= 2, order,
+                           jnp.zeros(2, jnp.int32), 2, 1)
+        return first.tolist(), select(kcenter.score(None, ctx, state)[0], ctx.selectable, 1).tolist()
+
+    assert two_rounds(model) == ([1], [2])
+    assert two_rounds(model._replace(fixed_embedding=True)) == ([1], [3])  # a false declaration keeps stale ones
 
 
 def test_check_strategy_reads_the_declaration_and_catches_a_false_one():
@@ -122,7 +154,7 @@ def test_no_private_jax_import_and_no_jaxpr_reading_for_traits():
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert "jax._src" not in text, path
-        assert "dce_jaxpr" not in text, path
+        assert "dce_jaxpr" not in text and "make_jaxpr" not in text, path
 
 
 def test_is_stochastic_reads_declarations():

@@ -11,6 +11,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Literal
 from jax.interpreters import partial_eval as pe
 
 from aljax.models import Model, mlp
@@ -45,6 +46,22 @@ def samples_differ(model: Model, sample_shape: tuple[int, ...]) -> bool:
 def convolves(model: Model, sample_shape: tuple[int, ...]) -> bool:
     """Whether ``model`` applies a convolution to rows of ``sample_shape`` (its traced eval-mode program)."""
     return "conv_general_dilated" in str(_traced_apply(model, sample_shape, 1, train=False))
+
+
+def embedding_reads_params(model: Model, sample_shape: tuple[int, ...]) -> bool:
+    """Whether ``model.embed(params, x)`` depends on the params: a walk over its jaxpr on abstract values
+    that marks every output of an equation one of whose inputs depends on them (what k-center read at
+    trace time before models declared ``fixed_embedding``). Softmax regression's embedding (x itself)
+    does not."""
+    params = jax.eval_shape(lambda key: model.init(key, tuple(sample_shape)), jax.random.key(0))
+    x = jax.ShapeDtypeStruct((1, *sample_shape), jnp.float32)
+    closed = jax.make_jaxpr(model.embed)(params, x)
+    n_params = len(jax.tree.leaves(params))
+    tainted = set(closed.jaxpr.invars[:n_params])
+    for eqn in closed.jaxpr.eqns:
+        if any(not isinstance(v, Literal) and v in tainted for v in eqn.invars):
+            tainted.update(eqn.outvars)
+    return any(not isinstance(v, Literal) and v in tainted for v in closed.jaxpr.outvars)
 
 
 class _Recorder:

@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.extend.core import Literal
 
 from aljax import cluster, declare
 from aljax import spec as specs
@@ -42,18 +41,6 @@ class KCenterState(NamedTuple):
     seen: jax.Array
 
 
-def embedding_reads_params(ctx: Context) -> bool:
-    """Whether ``ctx.model.embed`` depends on the params (static: a walk over its jaxpr). Softmax
-    regression's embedding (x itself) does not, so distances to labeled rows stay valid across rounds."""
-    closed = jax.make_jaxpr(ctx.model.embed)(ctx.params, ctx.x[:1])
-    n_params = len(jax.tree.leaves(ctx.params))
-    tainted = set(closed.jaxpr.invars[:n_params])
-    for eqn in closed.jaxpr.eqns:
-        if any(not isinstance(v, Literal) and v in tainted for v in eqn.invars):
-            tainted.update(eqn.outvars)
-    return any(not isinstance(v, Literal) and v in tainted for v in closed.jaxpr.outvars)
-
-
 def _kcenter_init(ctx: Context) -> KCenterState:
     return KCenterState(d2=jnp.full((ctx.x.shape[0],), jnp.inf, jnp.float32), seen=jnp.int32(0))
 
@@ -65,13 +52,14 @@ def _kcenter_score(key: jax.Array, ctx: Context, state: KCenterState) -> tuple[j
 
     Stateful: the state keeps each row's distance to the labeled rows, so a round folds in only the
     rows labeled since the last one, a block of ``query_size`` rows per pass over the pool (N·q·E work
-    instead of N·L·E). If the embedding reads the params (:func:`embedding_reads_params`), the
-    distances are recomputed from all labeled rows each round.
+    instead of N·L·E). That holds only while the embedding does not change from round to round: unless
+    the model is declared ``fixed_embedding`` (:class:`aljax.models.Model`; softmax regression's
+    embedding is x itself), the distances are recomputed from all labeled rows each round.
     """
     del key
     e = ctx.embed()
     n_labeled = jnp.sum(ctx.train_w > 0).astype(jnp.int32)
-    if embedding_reads_params(ctx):
+    if not ctx.model.fixed_embedding:  # None (not said) or False: the params may move the embedding
         d2 = cluster.nearest_sq_distances(e, ctx.embed(ctx.train_x), ctx.train_w > 0)
     else:
         block = min(ctx.query_size, ctx.train_x.shape[0])  # new rows are folded a block at a time: one pass
