@@ -53,13 +53,23 @@ def idx_bytes(array: np.ndarray, code: int) -> bytes:
     return head + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
+IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.float32): 0x0D}
+
+
+def write_idx(folder: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> Path:
+    """An ``idx:DIR`` dataset in ``folder`` (created) from each split's (images (n, h, w), labels (n,)):
+    images of uint8 or float32, labels stored as uint8."""
+    folder.mkdir(parents=True)
+    for split, (x, y) in (("train", train), ("t10k", test)):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, IDX_CODES[x.dtype]))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.asarray(y).astype(np.uint8), 0x08))
+    return folder
+
+
 def write_idx_dataset(folder: Path, images: np.ndarray) -> None:
     """A 4-file IDX dataset with float32 ``images`` (n, 2, 2) for both train and test."""
-    folder.mkdir(parents=True)
-    labels = np.arange(len(images), dtype=np.uint8) % 2
-    for split in ("train", "t10k"):
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(images.astype(np.float32), 0x0D))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(labels, 0x08))
+    split = (images.astype(np.float32), np.arange(len(images), dtype=np.uint8) % 2)
+    write_idx(folder, split, split)
 
 
 def error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
@@ -263,16 +273,15 @@ def test_progress_without_a_terminal_prints_a_line_per_chunk_with_an_eta():
 # ----------------------------------------------------------------------------- the user's path, hardened
 
 
-def blobs_dataset(folder: Path) -> Path:
-    """A 4-class idx:DIR dataset of 2x2 float images, 60 training and 20 test images."""
+def blobs_dataset(folder: Path, classes: int = 4, side: int = 2, n_train: int = 60, n_test: int = 20) -> Path:
+    """An idx:DIR dataset of ``classes`` classes of float images (side x side), class c's pixels around
+    c: ``n_train`` training and ``n_test`` test images."""
     rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for split, n in (("train", 60), ("t10k", 20)):
-        y = (np.arange(n) % 4).astype(np.uint8)
-        x = (rng.normal(0, 0.3, (n, 2, 2)) + y[:, None, None]).astype(np.float32)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x0D))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y, 0x08))
-    return folder
+    splits = []
+    for n in (n_train, n_test):
+        y = (np.arange(n) % classes).astype(np.uint8)
+        splits.append(((rng.normal(0, 0.3, (n, side, side)) + y[:, None, None]).astype(np.float32), y))
+    return write_idx(folder, *splits)
 
 
 def snapshot(folder: Path) -> dict:

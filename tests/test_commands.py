@@ -18,7 +18,7 @@ import study
 from aljax import store
 from aljax.compare import at_labels, summary
 from aljax.data import dev_data, load_dataset
-from test_cli import idx_bytes
+from test_cli import write_idx
 from test_reproduce import PLAN, tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +28,12 @@ def ten_class_blobs(folder: Path) -> Path:
     """An idx:DIR dataset of 2x2 float images in 10 classes (MNIST's count, which the study's Config
     assumes), 80 training and 40 test images."""
     rng = np.random.default_rng(1)
-    folder.mkdir(parents=True)
     means = rng.normal(0, 1, (10, 2, 2))
-    for split, n in (("train", 80), ("t10k", 40)):
+    splits = []
+    for n in (80, 40):
         y = (np.arange(n) % 10).astype(np.uint8)
-        x = (means[y] + rng.normal(0, 0.4, (n, 2, 2))).astype(np.float32)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x0D))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y, 0x08))
-    return folder
+        splits.append(((means[y] + rng.normal(0, 0.4, (n, 2, 2))).astype(np.float32), y))
+    return write_idx(folder, *splits)
 
 
 def test_the_study_command_reproduces_the_study_digits(tmp_path):
@@ -82,11 +80,7 @@ def rerun(line: str, folder: Path, dataset: str) -> dict:
 
 def test_the_reproduction_commands_give_its_table_and_distribution_digits(tmp_path):
     raw = tiny_raw()
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    for split, x, y in (("train", raw.train_x, raw.train_y), ("t10k", raw.test_x, raw.test_y)):
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x08))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y.astype(np.uint8), 0x08))
+    folder = write_idx(tmp_path / "tiny", (raw.train_x, raw.train_y), (raw.test_x, raw.test_y))
     results = reproduce.reproduce(raw, PLAN, tmp_path / "out", command="python experiments/reproduce.py --tiny")
     report = (tmp_path / "out" / "report.md").read_text()
     names = PLAN.names()

@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from aljax.precision import backend
+from test_cli import blobs_dataset
 
 ROOT = Path(__file__).parents[1]
 SPEC = importlib.util.spec_from_file_location("gpu_check", ROOT / "experiments" / "gpu_check.py")
@@ -22,21 +22,9 @@ gpu_check = sys.modules.setdefault("gpu_check", importlib.util.module_from_spec(
 SPEC.loader.exec_module(gpu_check)
 
 
-def idx_bytes(array: np.ndarray, code: int) -> bytes:
-    head = bytes([0, 0, code, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return head + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
 def blobs(folder: Path) -> Path:
     """A 4-class idx:DIR dataset of 4x4 float images: 160 training and 60 test images."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for split, n in (("train", 160), ("t10k", 60)):
-        y = (np.arange(n) % 4).astype(np.uint8)
-        x = (rng.normal(0, 0.3, (n, 4, 4)) + y[:, None, None]).astype(np.float32)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x0D))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(y, 0x08))
-    return folder
+    return blobs_dataset(folder, classes=4, side=4, n_train=160, n_test=60)
 
 
 def check(args: list[str]) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ from aljax.optim import OPTIMIZERS
 from aljax.strategies import COMBINATORS, STRATEGIES, StatefulStrategy, resolve, stateful
 from aljax.strategies.registry import trial
 from conftest import synthetic
+from test_cli import blobs_dataset
 
 MARGIN = specs.Spec("margin")
 
@@ -238,15 +239,7 @@ def test_a_query_counts_the_rows_it_took_whose_score_was_not_finite(user_module)
 
 def blobs(folder: Path) -> Path:
     """A 3-class idx:DIR dataset of 2x2 float images: 60 training and 12 test images."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for split, n in (("train", 60), ("t10k", 12)):
-        y = (np.arange(n) % 3).astype(np.uint8)
-        x = (rng.normal(0, 0.3, (n, 2, 2)) + y[:, None, None]).astype(np.float32)
-        for suffix, array, code in (("images-idx3-ubyte", x, 0x0D), ("labels-idx1-ubyte", y, 0x08)):
-            head = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-            (folder / f"{split}-{suffix}").write_bytes(head + array.astype(array.dtype.newbyteorder(">")).tobytes())
-    return folder
+    return blobs_dataset(folder, classes=3, n_test=12)
 
 
 def run_cli(args, capsys) -> tuple[int, str]:
