@@ -10,6 +10,8 @@ import shlex
 
 import jax
 
+from aljax import precision
+
 # What changes on another machine or program shape: float32 sums and products round differently when
 # batched differently (another chunk size or schedule) or computed on another backend (TF32 on a GPU).
 DIGITS_MAY_DIFFER = ("another machine kind, `--schedule` or `--chunk-size` rounds batched float32 products "
@@ -21,8 +23,7 @@ def machine() -> dict:
     """The machine a report ran on: ``kind`` (``"CPU"``, ``"GPU"``, ``"TPU"``), the first device in
     words, the number of devices and of host cores."""
     device = jax.devices()[0]
-    words = device.platform if device.platform == "cpu" else f"{device.platform} ({device.device_kind})"
-    return {"kind": device.platform.upper(), "device": words, "devices": jax.device_count(),
+    return {"kind": device.platform.upper(), "device": precision.describe(device), "devices": jax.device_count(),
             "cores": os.cpu_count()}
 
 
