@@ -110,37 +110,36 @@ class Plan:
 
 
 def run_command(plan: Plan, protocol: str, strategy: str, initial: str, n_initial: int, budget: int, n_seeds: int,
-                seed: int, out: str, dataset: str = "mnist") -> str:
+                seed: int, out: str) -> str:
     """The ``aljax run`` command that reruns one of this script's AL runs to the test sample, on the same
     kind of machine: the same data split, seeds (seed i's key ``fold_in(key(seed), i)``) and program
     (``--schedule lockstep``, every seed in one vmapped chunk, as :func:`run_seeds` and :func:`table`
     compile them)."""
     split = ["--test-size", str(plan.test)] if protocol == "seed" else ["--dev-size", str(plan.dev)]
     return shlex.join([
-        "aljax", "run", "--dataset", dataset, "--protocol", protocol, "--pool-size", str(plan.pool), *split,
+        "aljax", "run", "--dataset", "mnist", "--protocol", protocol, "--pool-size", str(plan.pool), *split,
         "--strategy", strategy, "--initial", initial, "--init", str(n_initial), "--query-size", str(plan.query),
         "--budget", str(budget), "--seeds", str(n_seeds), "--seed", str(seed), "--schedule", "lockstep",
         "--chunk-size", str(n_seeds), "--out", out])
 
 
-def table_commands(plan: Plan, dataset: str = "mnist") -> dict[str, str]:
+def table_commands(plan: Plan) -> dict[str, str]:
     """Row name -> the ``aljax run`` command giving that row of the table (key 0, pool order, one seed)
     on the CPU backend; the auto-labeling rows have none (only this script runs them)."""
     names = plan.names()
-    sizes = {names["all"]: plan.pool, names["first"]: plan.budget, names["initial"]: plan.initial}
-    commands = {name: run_command(plan, "seed", "least_confidence", "first", n, n, 1, 0, f"results/{name}", dataset)
-                for name, n in sizes.items()}
-    commands[names["active"]] = run_command(plan, "seed", "least_confidence", "first", plan.initial, plan.budget, 1,
-                                            0, f"results/{names['active']}", dataset)
-    return {name: "JAX_PLATFORMS=cpu " + command for name, command in commands.items()}
+    labels = {names["all"]: (plan.pool, plan.pool), names["first"]: (plan.budget, plan.budget),
+              names["initial"]: (plan.initial, plan.initial), names["active"]: (plan.initial, plan.budget)}
+    return {name: "JAX_PLATFORMS=cpu " + run_command(plan, "seed", "least_confidence", "first", n_initial, budget, 1, 0,
+                                                     f"results/{name}")
+            for name, (n_initial, budget) in labels.items()}
 
 
-def seeds_commands(plan: Plan, protocol: str, dataset: str = "mnist") -> dict[str, str]:
+def seeds_commands(plan: Plan, protocol: str) -> dict[str, str]:
     """Row name -> the ``aljax run`` command giving that distribution row (AL and random; the
     auto-labeling row continues this script's AL states and has none)."""
     names = plan.names()
     return {names[key]: run_command(plan, protocol, strategy, "random", plan.initial, plan.budget, plan.seeds, 1,
-                                    f"results/{protocol}-{names[key]}", dataset)
+                                    f"results/{protocol}-{names[key]}")
             for key, strategy in (("active", "least_confidence"), ("random", "random"))}
 
 
