@@ -315,6 +315,12 @@ def load(mode_cfg: Mode, dev_size: int) -> tuple[Data, int]:
 # ----------------------------------------------------------------------------- runs
 
 
+def stepped_at_once(schedule: str, chunk: int, plan_lanes: int) -> int:
+    """Seeds a chunk of ``chunk`` seeds steps at once: continuous lanes (the plan's, capped at the chunk),
+    a lockstep vmap of the whole chunk, or one seed at a time (sequential)."""
+    return {"continuous": min(plan_lanes, chunk), "lockstep": chunk}.get(schedule, 1)
+
+
 def run_config(data: Data, config: Config, hyper: Hyper, n_seeds: int, chunk: int) -> dict:
     """Per-seed curves of one config: ONE compiled program for all chunks of seeds, with the backend's
     schedule for the model (:func:`aljax.seeds.plan`: on a CPU, a CNN's seeds run one after another)."""
@@ -324,9 +330,7 @@ def run_config(data: Data, config: Config, hyper: Hyper, n_seeds: int, chunk: in
     outputs = lambda state, info: {"acc": info.test_accuracy, "labels": info.n_labeled,  # noqa: E731
                                    "initial": state.order[:, : config.n_initial]}
     chunk = min(chunk, n_seeds)
-    # seeds a chunk steps at once: continuous lanes (the backend's plan, capped at the chunk), a lockstep
-    # vmap of the whole chunk, or one seed at a time
-    lanes = {"continuous": min(seeds.plan().lanes, chunk), "lockstep": chunk}.get(schedule, 1)
+    lanes = stepped_at_once(schedule, chunk, seeds.plan().lanes)
     t0 = time.perf_counter()
     compiled = seeds.compile_chunks(run, data, hyper, chunk, outputs)
     compile_s = time.perf_counter() - t0
@@ -540,7 +544,7 @@ def seeds_how(size: dict, exp: dict, n_seeds: int, mode_cfg: Mode, kind: str) ->
             chunk = min(mode_cfg.chunk, n_seeds)
             plan = seeds.plan(kind.lower(), convolutional=bool(make_model(exp["model"], 10).convolutional))
             schedule = schedule or plan.schedule
-            lanes = {"continuous": min(plan.lanes, chunk), "lockstep": chunk}.get(schedule, 1)
+            lanes = stepped_at_once(schedule, chunk, plan.lanes)
         chunks = -(-n_seeds // chunk)
         words = f"{chunks} chunk{'s' if chunks > 1 else ''} of {chunk} seeds, " + SCHEDULE_WORDS.get(
             schedule, schedule).format(lanes=lanes, chunk=chunk)
